@@ -1,0 +1,40 @@
+// Error codes (FST_TOKEN_AUTH_*) and the RFC 6750 §3 WWW-Authenticate challenges.
+import createError from '@fastify/error'
+
+// No stack traces: a rejection is a normal outcome on the hot path, and a stack per request is the
+// single most expensive thing an error path can do. The code says where the error comes from.
+const noStack = false
+
+export const FST_TOKEN_AUTH_MISSING = createError(
+  'FST_TOKEN_AUTH_MISSING', 'Authentication required: send Authorization: Bearer <token>', 401, Error, noStack)
+export const FST_TOKEN_AUTH_INVALID_REQUEST = createError(
+  'FST_TOKEN_AUTH_INVALID_REQUEST', 'Malformed Authorization header', 400, Error, noStack)
+export const FST_TOKEN_AUTH_INVALID_TOKEN = createError(
+  'FST_TOKEN_AUTH_INVALID_TOKEN', 'Invalid token', 401, Error, noStack)
+export const FST_TOKEN_AUTH_INSUFFICIENT_SCOPE = createError(
+  'FST_TOKEN_AUTH_INSUFFICIENT_SCOPE', 'The token lacks a scope this route requires', 403, Error, noStack)
+export const FST_TOKEN_AUTH_UNAVAILABLE = createError(
+  'FST_TOKEN_AUTH_UNAVAILABLE', 'Authentication is temporarily unavailable, retry later', 503, Error, noStack)
+
+export const errorCodes = {
+  FST_TOKEN_AUTH_MISSING,
+  FST_TOKEN_AUTH_INVALID_REQUEST,
+  FST_TOKEN_AUTH_INVALID_TOKEN,
+  FST_TOKEN_AUTH_INSUFFICIENT_SCOPE,
+  FST_TOKEN_AUTH_UNAVAILABLE
+}
+
+/** A quoted-string body must not hold `"` or `\` (we do not escape) nor control characters. */
+export function assertQuotable (what: string, value: string): void {
+  if (!/^[\x20-\x7e]*$/.test(value) || /["\\]/.test(value)) {
+    throw new TypeError(`fastify-token-auth: ${what} must be printable ASCII without '"' or '\\', got ${JSON.stringify(value)}`)
+  }
+}
+
+/** `Bearer realm="..."` plus an error code and, for insufficient_scope, the scopes the route needs. */
+export function challenge (realm: string, error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope', scope?: readonly string[]): string {
+  let value = `Bearer realm="${realm}"`
+  if (error !== undefined) value += `, error="${error}"`
+  if (scope !== undefined && scope.length > 0) value += `, scope="${scope.join(' ')}"`
+  return value
+}

@@ -1,0 +1,49 @@
+import type { FastifyRequest } from 'fastify'
+import type { TokenAuthProvider, TokenAuthUser } from './provider.js'
+
+type Result = TokenAuthUser | null | Promise<TokenAuthUser | null>
+
+/**
+ * Tries providers in order; the first user wins. A provider that fails does not stop the chain (a later
+ * one may still know the token), but if no provider knows it and one of them failed, the chain fails:
+ * "I could not check" must never turn into "unknown token".
+ */
+export class ChainTokenAuthProvider implements TokenAuthProvider {
+  readonly #providers: readonly TokenAuthProvider[]
+
+  constructor (providers: readonly TokenAuthProvider[]) {
+    if (!Array.isArray(providers) || providers.length === 0) {
+      throw new TypeError('ChainTokenAuthProvider: give at least one provider')
+    }
+    this.#providers = [...providers]
+  }
+
+  getUser (token: string, request: FastifyRequest): Result {
+    return this.#from(0, token, request, undefined)
+  }
+
+  #from (start: number, token: string, request: FastifyRequest, failure: unknown): Result {
+    for (let i = start; i < this.#providers.length; i++) {
+      let result: Result
+      try {
+        result = this.#providers[i].getUser(token, request)
+      } catch (err) {
+        failure ??= err
+        continue
+      }
+      if (result !== null && typeof (result as Promise<unknown>).then === 'function') {
+        return (result as Promise<TokenAuthUser | null>).then(
+          (user) => user ?? this.#from(i + 1, token, request, failure),
+          (err) => this.#from(i + 1, token, request, failure ?? err)
+        )
+      }
+      if (result !== null) return result
+    }
+    if (failure !== undefined) throw failure
+    return null
+  }
+
+  async close (): Promise<void> {
+    await Promise.all(this.#providers.map(async (p) => await p.close?.()))
+  }
+}
