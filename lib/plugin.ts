@@ -199,7 +199,8 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
   if (provider.close !== undefined) {
     fastify.addHook('onClose', async () => { await provider.close?.() })
   }
-  done()
+  if (provider.ready === undefined) return done()
+  Promise.resolve(provider.ready()).then(() => done(), done)
 }
 
 function hasScopes (user: TokenAuthUser, required: readonly string[]): boolean {

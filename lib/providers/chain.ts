@@ -43,6 +43,10 @@ export class ChainTokenAuthProvider implements TokenAuthProvider {
     return null
   }
 
+  async ready (): Promise<void> {
+    await Promise.all(this.#providers.map(async (p) => await p.ready?.()))
+  }
+
   async close (): Promise<void> {
     await Promise.all(this.#providers.map(async (p) => await p.close?.()))
   }

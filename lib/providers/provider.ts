@@ -30,6 +30,8 @@ export type TokenAuthUser = TokenAuthUserTypes extends { user: infer U } ? U : D
  */
 export interface TokenAuthProvider {
   getUser (token: string, request: FastifyRequest): TokenAuthUser | null | Promise<TokenAuthUser | null>
+  /** Awaited when the plugin is registered (e.g. until a LISTEN is in place). */
+  ready? (): void | Promise<void>
   /** Called when the Fastify instance closes: release pools, listeners, timers. */
   close? (): void | Promise<void>
 }

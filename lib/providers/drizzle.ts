@@ -1,0 +1,202 @@
+import { eq, inArray, sql } from 'drizzle-orm'
+import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
+import { tokens, users } from '../store/schema.js'
+import { checkTokenFormat, hashToken, validateTokenPrefix, DEFAULT_TOKEN_PREFIX } from '../store/token-format.js'
+import { TokenAuthUnavailableError, type DefaultTokenAuthUser, type TokenAuthProvider, type TokenAuthUser } from './provider.js'
+import { TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
+
+export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
+
+/** What revokes tokens in this process (the TokenService): tells the provider at once. */
+export interface RevocationSource {
+  onRevoke (listener: (hashes: string[]) => void): () => void
+}
+
+export interface DrizzleTokenAuthProviderOptions {
+  /** A Drizzle database on postgres.js or PGlite, migrated. */
+  db: TokenAuthDatabase
+  /** LISTEN for revocations made by other processes (createDatabase's `listen`). Without it, a token
+   * revoked elsewhere is trusted until its cache entry's TTL runs out. */
+  listen?: ListenFn
+  /** Revocations made in this process (a TokenService) drop cache entries before they return. */
+  revocations?: RevocationSource
+  /** The token prefix (default `tat`): other tokens are refused without a query. */
+  prefix?: string
+  /** Cache settings, or `false` for a query per request. */
+  cache?: TokenCacheOptions | false
+  /** Write `last_used_at` at most once per token per this many ms, batched off the request path.
+   * Default 300,000 (5 minutes); `false` never writes it. */
+  lastUsedInterval?: number | false
+  /** The NOTIFY channel the TokenService publishes revocations on. Default `token_auth_revoked`. */
+  notifyChannel?: string
+  /** A lookup that takes longer than this (ms) is answered "unavailable". Default 5,000. */
+  queryTimeout?: number
+}
+
+function buildLookup (db: TokenAuthDatabase) {
+  // One indexed query (token_hash is unique), prepared once.
+  return db.select({
+    tokenId: tokens.id,
+    userId: tokens.userId,
+    scopes: tokens.scopes,
+    expiresAt: tokens.expiresAt,
+    lastUsedAt: tokens.lastUsedAt,
+    username: users.username,
+    active: users.active
+  }).from(tokens)
+    .innerJoin(users, eq(users.id, tokens.userId))
+    .where(eq(tokens.tokenHash, sql.placeholder('hash')))
+    .limit(1)
+    .prepare('token_auth_lookup')
+}
+
+/**
+ * Resolves `<prefix>_...` tokens from the `token_auth_tokens` table: checksum first (a bad one never
+ * reaches the database), then the cache, then one prepared query. Expired tokens and inactive users
+ * are unknown; a database failure is "unavailable" (503), never "unknown".
+ */
+export class DrizzleTokenAuthProvider implements TokenAuthProvider {
+  readonly #db: TokenAuthDatabase
+  readonly #lookup: ReturnType<typeof buildLookup>
+  readonly #prefix: string
+  readonly #cache: TokenCache
+  readonly #lastUsedInterval: number
+  readonly #queryTimeout: number
+  readonly #pendingLastUsed = new Set<number>()
+  readonly #inflight = new Map<string, Promise<TokenAuthUser | null>>()
+  readonly #unsubscribe: Array<() => unknown> = []
+  #flushTimer: NodeJS.Timeout | undefined
+  #listening: Promise<void> | undefined
+
+  constructor (options: DrizzleTokenAuthProviderOptions) {
+    if (options?.db === undefined) throw new TypeError('DrizzleTokenAuthProvider: the `db` option is required')
+    this.#db = options.db
+    this.#lookup = buildLookup(options.db)
+    this.#prefix = validateTokenPrefix(options.prefix ?? DEFAULT_TOKEN_PREFIX)
+    this.#cache = new TokenCache(options.cache)
+    const interval = options.lastUsedInterval ?? 300_000
+    this.#lastUsedInterval = interval === false ? Infinity : interval
+    this.#queryTimeout = options.queryTimeout ?? 5_000
+    if (!(this.#lastUsedInterval > 0)) throw new TypeError('DrizzleTokenAuthProvider: lastUsedInterval must be > 0 ms or false')
+    if (!(this.#queryTimeout > 0)) throw new TypeError('DrizzleTokenAuthProvider: queryTimeout must be > 0 ms')
+
+    if (options.revocations !== undefined) {
+      this.#unsubscribe.push(options.revocations.onRevoke((hashes) => this.invalidate(hashes)))
+    }
+    if (options.listen !== undefined && this.#cache.enabled) {
+      const channel = options.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL
+      this.#listening = options.listen(channel, (payload) => this.invalidate(payload.split(',')))
+        .then((unlisten) => { this.#unsubscribe.push(unlisten) })
+    }
+    if (this.#lastUsedInterval !== Infinity) {
+      this.#flushTimer = setInterval(() => { this.flushLastUsed().catch(() => {}) }, Math.min(this.#lastUsedInterval, 10_000))
+      this.#flushTimer.unref()
+    }
+  }
+
+  /** Resolves once the LISTEN for revocations is in place (the plugin waits for it on ready). */
+  async ready (): Promise<void> {
+    await this.#listening
+  }
+
+  getUser (token: string): TokenAuthUser | null | Promise<TokenAuthUser | null> {
+    if (!checkTokenFormat(token, this.#prefix)) return null
+    const hash = hashToken(token)
+    const hit = this.#cache.get(hash)
+    if (hit === null) return null
+    if (hit !== undefined) {
+      const now = Date.now()
+      if (hit.expiresAt !== null && hit.expiresAt <= now) return null
+      this.#touch(hit, now)
+      return hit.user
+    }
+    // Requests for the same token while its lookup is in flight share it (a cold burst is one query).
+    let pending = this.#inflight.get(hash)
+    if (pending === undefined) {
+      pending = this.#fetch(hash)
+      this.#inflight.set(hash, pending)
+    }
+    return pending
+  }
+
+  async #fetch (hash: string): Promise<TokenAuthUser | null> {
+    const epoch = this.#cache.epoch
+    try {
+      const rows = await this.#withTimeout(this.#lookup.execute({ hash }))
+      const now = Date.now()
+      const row = rows[0]
+      if (row === undefined || !row.active || (row.expiresAt !== null && row.expiresAt.getTime() <= now)) {
+        this.#cache.setUnknown(hash)
+        return null
+      }
+      const user: DefaultTokenAuthUser = Object.freeze({
+        id: row.userId,
+        username: row.username,
+        tokenId: row.tokenId,
+        scopes: Object.freeze(row.scopes)
+      })
+      const entry: CachedToken = {
+        user: user as unknown as TokenAuthUser,
+        tokenId: row.tokenId,
+        expiresAt: row.expiresAt === null ? null : row.expiresAt.getTime(),
+        lastUsedAt: row.lastUsedAt === null ? 0 : row.lastUsedAt.getTime()
+      }
+      // A revocation that landed while we were asking may concern this very token: don't keep it.
+      if (epoch === this.#cache.epoch) this.#cache.set(hash, entry, now)
+      this.#touch(entry, now)
+      return entry.user
+    } catch (err) {
+      throw err instanceof TokenAuthUnavailableError ? err : new TokenAuthUnavailableError('token lookup failed', { cause: err })
+    } finally {
+      this.#inflight.delete(hash)
+    }
+  }
+
+  #withTimeout<T> (promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new TokenAuthUnavailableError(`token lookup took over ${this.#queryTimeout} ms`)), this.#queryTimeout)
+    })
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+  }
+
+  #touch (entry: CachedToken, now: number): void {
+    if (now - entry.lastUsedAt < this.#lastUsedInterval) return
+    entry.lastUsedAt = now
+    if (this.#pendingLastUsed.size < 100_000) this.#pendingLastUsed.add(entry.tokenId)
+  }
+
+  /** Writes the pending `last_used_at` updates in one statement. Called by a timer and on close. */
+  async flushLastUsed (): Promise<number> {
+    if (this.#pendingLastUsed.size === 0) return 0
+    const ids = [...this.#pendingLastUsed]
+    this.#pendingLastUsed.clear()
+    try {
+      await this.#db.update(tokens).set({ lastUsedAt: sql`now()` }).where(inArray(tokens.id, ids))
+    } catch (err) {
+      // The database is away: keep them for the next round rather than lose them.
+      for (const id of ids) if (this.#pendingLastUsed.size < 100_000) this.#pendingLastUsed.add(id)
+      throw err
+    }
+    return ids.length
+  }
+
+  /** Forget these token hashes at once (revocation in this process, or a NOTIFY from another). */
+  invalidate (hashes: Iterable<string>): void {
+    this.#cache.invalidate(hashes)
+    this.#inflight.clear()
+  }
+
+  /** Forget every cached answer. */
+  clearCache (): void {
+    this.#cache.clear()
+    this.#inflight.clear()
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.#flushTimer)
+    await this.#listening?.catch(() => {})
+    for (const unsubscribe of this.#unsubscribe.splice(0)) await unsubscribe()
+    await this.flushLastUsed().catch(() => {})
+  }
+}

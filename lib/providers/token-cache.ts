@@ -1,0 +1,83 @@
+import { LRUCache } from 'lru-cache'
+import type { TokenAuthUser } from './provider.js'
+
+export interface TokenCacheOptions {
+  /** Most tokens kept. Default 10,000. */
+  max?: number
+  /** How long a good token is trusted without asking the database, in ms. Default 60,000. */
+  ttl?: number
+  /** How long an unknown token is remembered as unknown, in ms (0: never). Default 5,000. */
+  negativeTtl?: number
+  /** Most unknown tokens remembered. Default 10,000. */
+  negativeMax?: number
+}
+
+export interface CachedToken {
+  user: TokenAuthUser
+  tokenId: number
+  /** ms since epoch, or null: never expires. */
+  expiresAt: number | null
+  /** ms since epoch of the last `last_used_at` write we know of (0: never). */
+  lastUsedAt: number
+}
+
+/**
+ * Good and unknown tokens by hash. `epoch` moves on every invalidation, so a lookup that was in flight
+ * while a token was revoked can tell that its answer may be stale and must not be cached.
+ */
+export class TokenCache {
+  readonly #good: LRUCache<string, CachedToken> | undefined
+  readonly #unknown: LRUCache<string, true> | undefined
+  readonly #ttl: number
+  epoch = 0
+
+  constructor (options: TokenCacheOptions | false | undefined) {
+    if (options === false) {
+      this.#ttl = 0
+      return
+    }
+    const { max = 10_000, ttl = 60_000, negativeTtl = 5_000, negativeMax = 10_000 } = options ?? {}
+    for (const [name, value] of Object.entries({ max, ttl, negativeTtl, negativeMax })) {
+      if (!Number.isInteger(value) || value < 0) throw new TypeError(`fastify-token-auth: cache.${name} must be a whole number ≥ 0`)
+    }
+    this.#ttl = ttl
+    if (max > 0 && ttl > 0) this.#good = new LRUCache({ max, ttl, ttlAutopurge: false })
+    if (negativeMax > 0 && negativeTtl > 0) this.#unknown = new LRUCache({ max: negativeMax, ttl: negativeTtl })
+  }
+
+  /** The cached token, `null` when known to be unknown, `undefined` when the database must be asked. */
+  get (hash: string): CachedToken | null | undefined {
+    const hit = this.#good?.get(hash)
+    if (hit !== undefined) return hit
+    return this.#unknown?.get(hash) === true ? null : undefined
+  }
+
+  set (hash: string, entry: CachedToken, now: number): void {
+    if (this.#good === undefined) return
+    // Never trust an entry past its token's own expiry.
+    const ttl = entry.expiresAt === null ? this.#ttl : Math.min(this.#ttl, entry.expiresAt - now)
+    if (ttl > 0) this.#good.set(hash, entry, { ttl })
+  }
+
+  setUnknown (hash: string): void {
+    this.#unknown?.set(hash, true)
+  }
+
+  invalidate (hashes: Iterable<string>): void {
+    this.epoch++
+    for (const hash of hashes) {
+      this.#good?.delete(hash)
+      this.#unknown?.delete(hash)
+    }
+  }
+
+  clear (): void {
+    this.epoch++
+    this.#good?.clear()
+    this.#unknown?.clear()
+  }
+
+  get enabled (): boolean {
+    return this.#good !== undefined
+  }
+}
