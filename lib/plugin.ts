@@ -8,11 +8,25 @@ import {
   FST_TOKEN_AUTH_MISSING, FST_TOKEN_AUTH_UNAVAILABLE, assertQuotable, challenge
 } from './errors.js'
 import { ChainTokenAuthProvider } from './providers/chain.js'
+import { DrizzleTokenAuthProvider, type DrizzleTokenAuthProviderOptions } from './providers/drizzle.js'
+import { loginRoutes, type LoginRoutesOptions } from './routes/login.js'
+import type { ListenFn, TokenAuthDatabase } from './store/database.js'
+import { TokenService, type TokenServiceOptions } from './store/service.js'
 import { TokenAuthUnavailableError, type TokenAuthProvider, type TokenAuthUser } from './providers/provider.js'
 
 export interface TokenAuthOptions {
-  /** Where tokens are resolved; an array is tried in order (see ChainTokenAuthProvider). */
-  provider: TokenAuthProvider | readonly TokenAuthProvider[]
+  /** Where tokens are resolved; an array is tried in order (see ChainTokenAuthProvider). With
+   * `database`, the database provider is tried after these (e.g. secret service tokens, then users'). */
+  provider?: TokenAuthProvider | readonly TokenAuthProvider[]
+  /** The token store (`createDatabase()`'s result, migrated). Enables the database provider, the
+   * TokenService (`fastify.tokenAuth.service`) and the /login and /logout routes. */
+  database?: { db: TokenAuthDatabase, listen?: ListenFn }
+  /** Options of the default DrizzleTokenAuthProvider (cache, lastUsedInterval, queryTimeout). */
+  drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'revocations' | 'prefix' | 'notifyChannel'>
+  /** Options of the TokenService made on `database` (token prefix, scrypt parameters, NOTIFY channel). */
+  service?: TokenServiceOptions
+  /** The /login, /logout and /logout/all routes (with `database`); `false` registers none. */
+  routes?: LoginRoutesOptions | false
   /** The realm in `WWW-Authenticate: Bearer realm="..."`. Default `api`. */
   realm?: string
   /** Name of the instance decorator that guards routes. Default `auth` (rename beside @fastify/auth). */
@@ -26,7 +40,18 @@ export interface TokenAuthOptions {
 }
 
 /** Per-route settings, under the route's `config.tokenAuth`. */
-export type TokenAuthRouteConfig = false | { scopes?: readonly string[] }
+export type TokenAuthRouteConfig = false | {
+  /** The token must carry every one of these scopes (403 insufficient_scope otherwise). */
+  scopes?: readonly string[]
+  /** Resolve this route's tokens with another provider (e.g. a SecretTokenAuthProvider guarding /login). */
+  provider?: TokenAuthProvider
+}
+
+/** What `fastify.tokenAuth` holds when the plugin was given a `database`. */
+export interface TokenAuthDecorator {
+  service: TokenService
+  provider: DrizzleTokenAuthProvider
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -36,6 +61,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Rejects a request whose token did not resolve (401/400/403/503). Use as preHandler or onRequest. */
     auth: onRequestHookHandler
+    /** The token service and database provider, when the plugin was given a `database`. */
+    tokenAuth: TokenAuthDecorator
   }
   interface FastifyContextConfig {
     /** `false`: this route does not read tokens at all. `{ scopes }`: the token must carry all of them. */
@@ -63,11 +90,24 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
   if (!Number.isInteger(maxTokenLength) || maxTokenLength < 1) throw new TypeError('fastify-token-auth: maxTokenLength must be a positive integer')
   const retryAfter = opts.retryAfter ?? 5
   if (!Number.isInteger(retryAfter) || retryAfter < 0) throw new TypeError('fastify-token-auth: retryAfter must be a whole number of seconds')
-  if (opts.provider === undefined || opts.provider === null) throw new TypeError('fastify-token-auth: the `provider` option is required')
-  const provider: TokenAuthProvider = Array.isArray(opts.provider)
-    ? (opts.provider.length === 1 ? opts.provider[0] : new ChainTokenAuthProvider(opts.provider))
-    : opts.provider as TokenAuthProvider
-  if (typeof provider.getUser !== 'function') throw new TypeError('fastify-token-auth: a provider must have a getUser(token, request) method')
+  let store: TokenAuthDecorator | undefined
+  if (opts.database !== undefined) {
+    const service = new TokenService(opts.database, opts.service)
+    store = {
+      service,
+      provider: new DrizzleTokenAuthProvider({
+        ...opts.drizzle,
+        db: opts.database.db,
+        listen: opts.database.listen,
+        revocations: service,
+        prefix: service.prefix,
+        notifyChannel: service.notifyChannel
+      })
+    }
+    fastify.decorate('tokenAuth', store)
+  }
+  const given = opts.provider === undefined || opts.provider === null ? [] : ([] as TokenAuthProvider[]).concat(opts.provider)
+  const provider = toProvider(store === undefined ? given : [...given, store.provider], 'the `provider` option (or `database`) is required')
 
   // The challenges never change for an instance, so the header objects are built once.
   const missingHeaders = { 'www-authenticate': challenge(realm) }
@@ -94,7 +134,7 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
     request.log.error({ err }, 'fastify-token-auth: token provider failed')
   }
 
-  function makeResolver (scopes: readonly string[] | undefined): onRequestHookHandler {
+  function makeResolver (scopes: readonly string[] | undefined, provider: TokenAuthProvider): onRequestHookHandler {
     return function resolveToken (req: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction): void {
       const request = req as TokenAuthRequest
       const raw = request.raw
@@ -128,7 +168,7 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
     }
   }
 
-  const resolveToken = makeResolver(undefined)
+  const resolveToken = makeResolver(undefined, provider)
 
   function auth (this: FastifyInstance, req: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction): void {
     const request = req as TokenAuthRequest
@@ -176,6 +216,7 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
       throw new TypeError(`fastify-token-auth: config.tokenAuth of ${route.method} ${route.url} must be false or { scopes }`)
     }
     const scopes = config?.scopes
+    const routeProvider = config?.provider === undefined ? provider : toProvider(config.provider, `config.tokenAuth.provider of ${route.method} ${route.url} is not a provider`)
     const hooks: onRequestHookHandler[] = []
     if (scopes !== undefined && scopes.length > 0) {
       if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string' && /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s))) {
@@ -183,24 +224,34 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
       }
       const required = Object.freeze([...scopes])
       const scopeHeaders = { 'www-authenticate': challenge(realm, 'insufficient_scope', required) }
-      const resolveScoped = makeResolver(required)
+      const resolveScoped = makeResolver(required, routeProvider)
       // A route that names scopes is guarded even if it forgot `preHandler: fastify.auth`.
       hooks.push(function resolveWithScopes (req, reply, next) {
         (req as TokenAuthRequest)[kDetail] = scopeHeaders
         resolveScoped.call(this, req, reply, next)
       }, auth)
     } else {
-      hooks.push(resolveToken)
+      hooks.push(routeProvider === provider ? resolveToken : makeResolver(undefined, routeProvider))
     }
     const existing = route.onRequest
     route.onRequest = existing === undefined ? hooks : hooks.concat(existing as onRequestHookHandler | onRequestHookHandler[])
   })
 
+  if (store !== undefined && opts.routes !== false) loginRoutes(fastify, { ...opts.routes, service: store.service, auth })
+
   if (provider.close !== undefined) {
     fastify.addHook('onClose', async () => { await provider.close?.() })
   }
-  if (provider.ready === undefined) return done()
-  Promise.resolve(provider.ready()).then(() => done(), done)
+  Promise.resolve(provider.ready?.()).then(() => done(), done)
+}
+
+function toProvider (value: TokenAuthProvider | readonly TokenAuthProvider[] | undefined | null, missing: string): TokenAuthProvider {
+  if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) throw new TypeError(`fastify-token-auth: ${missing}`)
+  const provider = Array.isArray(value)
+    ? (value.length === 1 ? value[0] : new ChainTokenAuthProvider(value))
+    : value as TokenAuthProvider
+  if (typeof provider?.getUser !== 'function') throw new TypeError('fastify-token-auth: a provider must have a getUser(token, request) method')
+  return provider
 }
 
 function hasScopes (user: TokenAuthUser, required: readonly string[]): boolean {
