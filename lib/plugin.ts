@@ -82,6 +82,19 @@ const kDetail = Symbol('tokenAuth.detail')
 type TokenAuthRequest = FastifyRequest & { [kReason]: number, [kDetail]: unknown }
 
 function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err?: Error) => void): void {
+  // avvio does not catch a synchronous throw from a callback-style plugin: it would surface as an
+  // uncaughtException and crash the process. Bad options and decorator clashes must reject register().
+  let ready: Promise<unknown>
+  try {
+    ready = setup(fastify, opts)
+  } catch (err) {
+    done(err as Error)
+    return
+  }
+  ready.then(() => done(), done)
+}
+
+function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unknown> {
   const realm = opts.realm ?? 'api'
   assertQuotable('realm', realm)
   const authName = opts.authDecorator ?? 'auth'
@@ -242,7 +255,7 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
   if (provider.close !== undefined) {
     fastify.addHook('onClose', async () => { await provider.close?.() })
   }
-  Promise.resolve(provider.ready?.()).then(() => done(), done)
+  return Promise.resolve(provider.ready?.())
 }
 
 function toProvider (value: TokenAuthProvider | readonly TokenAuthProvider[] | undefined | null, missing: string): TokenAuthProvider {
