@@ -85,7 +85,7 @@ const b64 = (buf: Buffer): string => buf.toString('base64').replace(/=+$/, '')
 
 interface ParsedHash { params: PasswordParams, salt: Buffer, key: Buffer }
 
-const HASH_RE = /^scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{16,88})\$([A-Za-z0-9+/]{16,88})$/
+const HASH_RE = /^scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{22,88})\$([A-Za-z0-9+/]{43})$/
 
 function parseHash (stored: string): ParsedHash | null {
   if (typeof stored !== 'string') return null
@@ -97,7 +97,7 @@ function parseHash (stored: string): ParsedHash | null {
   }
   const salt = Buffer.from(m[4], 'base64')
   const key = Buffer.from(m[5], 'base64')
-  if (salt.length < 8 || key.length < 16) return null
+  if (salt.length < SALT_BYTES || key.length !== KEY_BYTES) return null
   return { params, salt, key }
 }
 
@@ -136,8 +136,7 @@ export function needsRehash (stored: string, params?: Partial<PasswordParams>): 
   const parsed = parseHash(stored)
   if (parsed === null) return true
   const target = resolvePasswordParams(params)
-  return parsed.params.ln !== target.ln || parsed.params.r !== target.r || parsed.params.p !== target.p ||
-    parsed.key.length !== KEY_BYTES || parsed.salt.length !== SALT_BYTES
+  return parsed.params.ln !== target.ln || parsed.params.r !== target.r || parsed.params.p !== target.p
 }
 
 const DUMMY_SALT = Buffer.alloc(SALT_BYTES, 0x5a)

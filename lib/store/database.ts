@@ -1,0 +1,238 @@
+/**
+ * createDatabase: a Drizzle database on PostgreSQL (postgres.js) when a URL is given, else on an
+ * embedded PGlite (persisted under ./.data/, or in memory), with LISTEN/NOTIFY and close().
+ * migrate: applies the SQL in drizzle/ with the matching Drizzle migrator.
+ *
+ * PGlite does not lock its data directory: two processes can open the same directory at once, each
+ * sees only its own writes, and the last one to close overwrites the other's (verified with
+ * @electric-sql/pglite 0.5). So createDatabase takes a lock file, `<dataDir>/LOCK`, holding the pid:
+ * while another live process holds it, opening fails with EmbeddedDatabaseBusyError. A lock left by a
+ * dead process (crash, kill -9) is taken over.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { sql as rawSql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { PGlite } from '@electric-sql/pglite'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
+import postgres from 'postgres'
+import * as schema from './schema.js'
+
+/** A Drizzle database on either driver; every query of the store type-checks against this. */
+export type TokenAuthDatabase = PgDatabase<PgQueryResultHKT, typeof schema>
+
+/** Subscribe to a NOTIFY channel; resolves to a function that unsubscribes. */
+export type ListenFn = (channel: string, onMessage: (payload: string) => void) => Promise<() => Promise<void>>
+
+export interface CreateDatabaseOptions {
+  /** PGlite only: the data directory (default `./.data`, relative to the working directory). */
+  dataDir?: string
+  /** PGlite only: keep the database in memory (nothing written to disk, no lock). */
+  memory?: boolean
+  /** postgres.js only: the pool size (default 10). LISTEN uses one more, dedicated connection. */
+  max?: number
+}
+
+export interface Database {
+  db: TokenAuthDatabase
+  kind: 'postgres' | 'pglite'
+  /** LISTEN on `channel` (on its own connection for postgres.js); resolves to an unlisten function. */
+  listen: ListenFn
+  /** Closes the pool or the embedded database (and releases its lock). Idempotent. */
+  close: () => Promise<void>
+  /** The postgres.js client (kind 'postgres'). */
+  sql?: postgres.Sql
+  /** The PGlite instance (kind 'pglite'). */
+  pglite?: PGlite
+  /** PGlite on disk: the absolute data directory. */
+  dataDir?: string
+}
+
+/** Thrown when the embedded database's directory is held by another live process. */
+export class EmbeddedDatabaseBusyError extends Error {
+  readonly dataDir: string
+  readonly pid: number | undefined
+  constructor (dataDir: string, pid: number | undefined) {
+    super(
+      `the embedded database at ${dataDir} is busy: it is open in another process` +
+      (pid === undefined ? '' : ` (pid ${pid})`) +
+      '. PGlite allows a single process at a time: stop that process (for example the server started by `npm start`), ' +
+      'or set DATABASE_URL to use a PostgreSQL server'
+    )
+    this.name = 'EmbeddedDatabaseBusyError'
+    this.dataDir = dataDir
+    this.pid = pid
+  }
+}
+
+export const DEFAULT_DATA_DIR = '.data'
+/** Where the generated SQL lives: <package>/drizzle, from lib/store (tsx) and dist/store alike. */
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle/', import.meta.url))
+/** The migrations journal, kept apart from a host app's own Drizzle journal (see drizzle.config.ts). */
+export const MIGRATIONS_SCHEMA = 'drizzle'
+export const MIGRATIONS_TABLE = '__token_auth_migrations'
+// pg_advisory_lock key serializing concurrent migrate() calls of several processes ('tokauth!').
+const MIGRATE_LOCK_KEY = 0x746f6b61757468n
+
+const CHANNEL_RE = /^[a-z_][a-z0-9_]{0,62}$/
+
+/** Throws a clear error unless `channel` is a lowercase SQL identifier (so LISTEN and pg_notify agree). */
+export function validateChannel (channel: string): string {
+  if (typeof channel !== 'string' || !CHANNEL_RE.test(channel)) {
+    throw new TypeError(`fastify-token-auth: invalid notify channel ${JSON.stringify(channel)}: use lowercase letters, digits and _ (at most 63)`)
+  }
+  return channel
+}
+
+/**
+ * Opens the store's database: postgres.js on `url` when given, else PGlite (on disk under
+ * `opts.dataDir`, default ./.data, or in memory with `opts.memory`).
+ * @throws EmbeddedDatabaseBusyError when the PGlite directory is held by another process.
+ */
+export async function createDatabase (url?: string, opts: CreateDatabaseOptions = {}): Promise<Database> {
+  if (url !== undefined && url !== '') return createPostgres(url, opts)
+  return createPglite(opts)
+}
+
+function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
+  const client = postgres(url, { max: opts.max ?? 10, onnotice: () => {} })
+  const db = drizzlePostgres(client, { schema })
+  let closed: Promise<void> | undefined
+  return {
+    db,
+    kind: 'postgres',
+    sql: client,
+    async listen (channel, onMessage) {
+      validateChannel(channel)
+      const sub = await client.listen(channel, (payload) => onMessage(payload))
+      return async () => { await sub.unlisten() }
+    },
+    close () {
+      closed ??= client.end({ timeout: 5 })
+      return closed
+    }
+  }
+}
+
+async function createPglite (opts: CreateDatabaseOptions): Promise<Database> {
+  let dataDir: string | undefined
+  let releaseLock = (): void => {}
+  if (opts.memory !== true) {
+    dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR)
+    releaseLock = acquireLock(dataDir)
+  }
+  let pg: PGlite
+  try {
+    pg = await PGlite.create(dataDir === undefined ? {} : { dataDir })
+  } catch (err) {
+    releaseLock()
+    throw err
+  }
+  const db = drizzlePglite(pg, { schema })
+  let closed: Promise<void> | undefined
+  return {
+    db,
+    kind: 'pglite',
+    pglite: pg,
+    dataDir,
+    async listen (channel, onMessage) {
+      validateChannel(channel)
+      const unlisten = await pg.listen(channel, onMessage)
+      return async () => { if (!pg.closed) await unlisten() }
+    },
+    close () {
+      closed ??= (async () => {
+        try {
+          if (!pg.closed) await pg.close()
+        } finally {
+          releaseLock()
+        }
+      })()
+      return closed
+    }
+  }
+}
+
+function pidIsAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Takes `<dataDir>/LOCK` (pid inside) or throws EmbeddedDatabaseBusyError; returns the release function. */
+function acquireLock (dataDir: string): () => void {
+  fs.mkdirSync(dataDir, { recursive: true })
+  const lockPath = path.join(dataDir, 'LOCK')
+  const content = `${process.pid}\n`
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.writeFileSync(lockPath, content, { flag: 'wx' })
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      let pid: number | undefined
+      try {
+        pid = Number.parseInt(fs.readFileSync(lockPath, 'utf8'), 10)
+      } catch {}
+      // Held by a live process (this one included: two PGlite instances on one directory lose data).
+      if (pid !== undefined && Number.isInteger(pid) && pid > 0 && pidIsAlive(pid)) {
+        throw new EmbeddedDatabaseBusyError(dataDir, pid)
+      }
+      if (attempt > 0) throw new EmbeddedDatabaseBusyError(dataDir, undefined)
+      // Stale lock of a dead process: take it over.
+      try { fs.unlinkSync(lockPath) } catch {}
+    }
+  }
+  let released = false
+  const release = (): void => {
+    if (released) return
+    released = true
+    process.removeListener('exit', release)
+    try {
+      if (fs.readFileSync(lockPath, 'utf8') === content) fs.unlinkSync(lockPath)
+    } catch {}
+  }
+  process.once('exit', release)
+  return release
+}
+
+/**
+ * Applies the migrations in drizzle/ (idempotent: applied ones are recorded in
+ * drizzle.__token_auth_migrations). On PostgreSQL, concurrent calls from several processes are
+ * serialized with an advisory lock.
+ */
+export async function migrate (database: Pick<Database, 'db' | 'kind' | 'sql'>): Promise<void> {
+  const config = { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: MIGRATIONS_SCHEMA, migrationsTable: MIGRATIONS_TABLE }
+  if (database.kind === 'pglite') {
+    await migratePglite(database.db as never, config)
+    return
+  }
+  if (database.sql === undefined) {
+    // A caller-built drizzle db without the client: no advisory lock.
+    await migratePostgres(database.db as never, config)
+    return
+  }
+  const reserved = await database.sql.reserve()
+  try {
+    await reserved`select pg_advisory_lock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
+    try {
+      await migratePostgres(drizzlePostgres(reserved, { schema }), config)
+    } finally {
+      await reserved`select pg_advisory_unlock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
+    }
+  } finally {
+    reserved.release()
+  }
+}
+
+/** For callers holding only a drizzle database: `select 1`, throws when the database cannot answer. */
+export async function ping (db: TokenAuthDatabase): Promise<void> {
+  await db.execute(rawSql`select 1`)
+}

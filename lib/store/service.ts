@@ -1,0 +1,436 @@
+/**
+ * TokenService: the lifecycle of users and tokens. It is the only code that writes the store's
+ * tables; the routes, the CLI and apps all go through it.
+ *
+ *   const database = await createDatabase(process.env.DATABASE_URL)
+ *   await migrate(database)
+ *   const service = new TokenService(database)            // anything with a `db` works
+ *   await service.createUser('alice', 'correct horse battery staple')
+ *   const user = await service.verifyCredentials('alice', '...')
+ *   const { token } = await service.issueToken(user.id, { name: 'laptop', expiresIn: 86400 })
+ *
+ * Revocation deletes rows (a revoked token is gone, not flagged). Every revoke, deactivate and prune
+ * deletes with `RETURNING token_hash` and, in the same transaction, sends the hashes with
+ * `pg_notify(notifyChannel, 'h1,h2,...')` (chunked, each payload < 7900 bytes); once committed, and
+ * before the returned promise resolves, it calls the `onRevoke` listeners synchronously. Caches use
+ * both: `onRevoke` in this process, LISTEN (see `Database.listen`) in every other.
+ */
+import { and, eq, inArray, lte, sql, type SQL } from 'drizzle-orm'
+import type { TokenAuthDatabase } from './database.js'
+import { validateChannel } from './database.js'
+import {
+  dummyVerify, hashPassword, InvalidPasswordError, needsRehash, resolvePasswordParams, verifyPassword,
+  type PasswordParams
+} from './passwords.js'
+import { InvalidUsernameError, normalizeUsername, tokens, users } from './schema.js'
+import { DEFAULT_TOKEN_PREFIX, generateToken, hashToken, tokenPrefix, validateTokenPrefix } from './token-format.js'
+
+export { InvalidPasswordError, InvalidUsernameError }
+
+export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
+/** Largest NOTIFY payload this service sends, in bytes (PostgreSQL's limit is 8000). */
+export const NOTIFY_PAYLOAD_MAX_BYTES = 7900
+export const TOKEN_NAME_MAX_LENGTH = 200
+export const MAX_SCOPES = 64
+export const SCOPE_MAX_LENGTH = 128
+/** Longest accepted `expiresIn`: 10 years, in seconds. */
+export const MAX_EXPIRES_IN = 10 * 366 * 24 * 3600
+const PRUNE_BATCH = 5000
+const TOUCH_BATCH = 5000
+
+export type TokenServiceErrorCode = 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS'
+
+/** Base class of the errors the service throws for a caller's mistake (not for database failures). */
+export class TokenServiceError extends Error {
+  readonly code: TokenServiceErrorCode
+  constructor (code: TokenServiceErrorCode, message: string) {
+    super(message)
+    this.name = 'TokenServiceError'
+    this.code = code
+  }
+}
+export class UserExistsError extends TokenServiceError {
+  constructor (username: string) {
+    super('USER_EXISTS', `user ${JSON.stringify(username)} already exists`)
+    this.name = 'UserExistsError'
+  }
+}
+export class UserNotFoundError extends TokenServiceError {
+  constructor (user: string | number) {
+    super('USER_NOT_FOUND', `user ${typeof user === 'number' ? `#${user}` : JSON.stringify(user)} does not exist`)
+    this.name = 'UserNotFoundError'
+  }
+}
+export class UserInactiveError extends TokenServiceError {
+  constructor (user: string | number) {
+    super('USER_INACTIVE', `user ${typeof user === 'number' ? `#${user}` : JSON.stringify(user)} is deactivated`)
+    this.name = 'UserInactiveError'
+  }
+}
+export class InvalidTokenOptionsError extends TokenServiceError {
+  constructor (message: string) {
+    super('INVALID_TOKEN_OPTIONS', message)
+    this.name = 'InvalidTokenOptionsError'
+  }
+}
+
+export interface TokenServiceOptions {
+  /** Token prefix, /^[a-z][a-z0-9]{0,15}$/ (default 'tat'). */
+  prefix?: string
+  /** scrypt parameters for new hashes (default N=2^17, r=8, p=1); older hashes are upgraded on login. */
+  passwordParams?: Partial<PasswordParams>
+  /** NOTIFY channel for revocations (default 'token_auth_revoked'). */
+  notifyChannel?: string
+}
+
+/** A user in the service's answers: never the password hash. */
+export interface ServiceUser { id: number, username: string }
+
+export interface UserInfo extends ServiceUser {
+  active: boolean
+  createdAt: Date
+  lastLoginAt: Date | null
+}
+
+export interface IssueTokenOptions {
+  /** A name for the device or purpose (at most 200 characters, no control characters). */
+  name?: string
+  /** Scopes the token carries (RFC 6749 scope-tokens, at most 64, duplicates removed). */
+  scopes?: readonly string[]
+  /** Lifetime in seconds (a positive integer, at most 10 years); omitted or null: never expires. */
+  expiresIn?: number | null
+}
+
+export interface IssuedToken {
+  /** The plain token: shown once, never stored. */
+  token: string
+  id: number
+  name: string
+  scopes: string[]
+  expiresAt: Date | null
+}
+
+/** A token as listed: no secret, no hash. */
+export interface TokenInfo {
+  id: number
+  name: string
+  /** The visible start of the token, e.g. `tat_AbC1`. */
+  prefix: string
+  scopes: string[]
+  createdAt: Date
+  lastUsedAt: Date | null
+  expiresAt: Date | null
+}
+
+export type RevokeListener = (hashes: string[]) => void
+
+// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
+const SCOPE_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/
+
+/** Splits hashes into comma-joined payloads of at most `maxBytes` bytes each. */
+export function chunkPayloads (hashes: readonly string[], maxBytes = NOTIFY_PAYLOAD_MAX_BYTES): string[] {
+  const out: string[] = []
+  let current = ''
+  let bytes = 0
+  for (const h of hashes) {
+    const len = Buffer.byteLength(h)
+    if (current !== '' && bytes + 1 + len > maxBytes) {
+      out.push(current)
+      current = ''
+      bytes = 0
+    }
+    current = current === '' ? h : current + ',' + h
+    bytes += current === h ? len : 1 + len
+  }
+  if (current !== '') out.push(current)
+  return out
+}
+
+type Tx = Parameters<Parameters<TokenAuthDatabase['transaction']>[0]>[0]
+type Executor = TokenAuthDatabase | Tx
+
+export class TokenService {
+  readonly db: TokenAuthDatabase
+  readonly prefix: string
+  readonly notifyChannel: string
+  readonly passwordParams: PasswordParams
+  readonly #listeners = new Set<RevokeListener>()
+
+  /**
+   * @param database anything with a Drizzle `db` on the store's tables: the result of
+   *   `createDatabase()`, or `{ db }` for a drizzle database the app built (postgres.js or PGlite).
+   *   The service only queries; it never listens or closes the database (its owner does).
+   */
+  constructor (database: { db: TokenAuthDatabase }, options: TokenServiceOptions = {}) {
+    if (database?.db === undefined) throw new TypeError('fastify-token-auth: TokenService needs a database ({ db }), e.g. the result of createDatabase()')
+    this.db = database.db
+    this.prefix = validateTokenPrefix(options.prefix ?? DEFAULT_TOKEN_PREFIX)
+    this.notifyChannel = validateChannel(options.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL)
+    this.passwordParams = resolvePasswordParams(options.passwordParams)
+  }
+
+  /**
+   * Calls `listener(hashes)` synchronously after every committed revocation in this service (before
+   * the revoking call resolves). Returns a function that removes the listener.
+   */
+  onRevoke (listener: RevokeListener): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  // ---- users ---------------------------------------------------------------------------------
+
+  /**
+   * Creates an active user. The username is stored normalized (NFKC, lower case).
+   * @throws UserExistsError, InvalidUsernameError, InvalidPasswordError
+   */
+  async createUser (username: string, password: string): Promise<ServiceUser> {
+    const name = normalizeUsername(username)
+    const existing = await this.db.select({ id: users.id }).from(users).where(eq(users.username, name)).limit(1)
+    if (existing.length > 0) throw new UserExistsError(name)
+    const passwordHash = await hashPassword(password, this.passwordParams)
+    const rows = await this.db.insert(users).values({ username: name, passwordHash })
+      .onConflictDoNothing({ target: users.username })
+      .returning({ id: users.id, username: users.username })
+    if (rows.length === 0) throw new UserExistsError(name)
+    return rows[0]
+  }
+
+  /** Looks a user up by name or id (no password hash); null when there is none. */
+  async findUser (user: string | number): Promise<UserInfo | null> {
+    const rows = await this.db.select({
+      id: users.id, username: users.username, active: users.active, createdAt: users.createdAt, lastLoginAt: users.lastLoginAt
+    }).from(users).where(this.#userWhere(user)).limit(1)
+    return rows[0] ?? null
+  }
+
+  /**
+   * Replaces a user's password (existing tokens stay valid; call revokeAllTokens to end them).
+   * @throws UserNotFoundError, InvalidUsernameError, InvalidPasswordError
+   */
+  async setPassword (username: string, password: string): Promise<void> {
+    const name = normalizeUsername(username)
+    const passwordHash = await hashPassword(password, this.passwordParams)
+    const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.username, name)).returning({ id: users.id })
+    if (rows.length === 0) throw new UserNotFoundError(name)
+  }
+
+  /**
+   * Marks the user inactive and deletes all their tokens, in one transaction (with the NOTIFY).
+   * Returns the number of tokens revoked.
+   * @throws UserNotFoundError, InvalidUsernameError
+   */
+  async deactivateUser (username: string): Promise<{ id: number, revoked: number }> {
+    const name = normalizeUsername(username)
+    const { id, hashes } = await this.db.transaction(async (tx) => {
+      const rows = await tx.update(users).set({ active: false }).where(eq(users.username, name)).returning({ id: users.id })
+      if (rows.length === 0) throw new UserNotFoundError(name)
+      const deleted = await tx.delete(tokens).where(eq(tokens.userId, rows[0].id)).returning({ tokenHash: tokens.tokenHash })
+      const hashes = deleted.map((r) => r.tokenHash)
+      await this.#notify(tx, hashes)
+      return { id: rows[0].id, hashes }
+    })
+    this.#emit(hashes)
+    return { id, revoked: hashes.length }
+  }
+
+  /**
+   * Checks a username and password. Unknown user, inactive user and wrong password all give null
+   * after the same scrypt work. On success: updates last_login_at, and rehashes the password when
+   * it was hashed with other parameters than the service's.
+   */
+  async verifyCredentials (username: string, password: string): Promise<ServiceUser | null> {
+    let name: string
+    try {
+      name = normalizeUsername(username)
+    } catch {
+      await dummyVerify(password, this.passwordParams)
+      return null
+    }
+    const rows = await this.db.select({
+      id: users.id, username: users.username, passwordHash: users.passwordHash, active: users.active
+    }).from(users).where(eq(users.username, name)).limit(1)
+    const row = rows[0]
+    if (row === undefined) {
+      await dummyVerify(password, this.passwordParams)
+      return null
+    }
+    const ok = await verifyPassword(password, row.passwordHash)
+    if (!ok || !row.active) return null
+    const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
+    if (needsRehash(row.passwordHash, this.passwordParams)) {
+      const fresh = await hashPassword(password, this.passwordParams)
+      // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
+      set.passwordHash = sql`case when ${users.passwordHash} = ${row.passwordHash} then ${fresh} else ${users.passwordHash} end`
+    }
+    await this.db.update(users).set(set).where(eq(users.id, row.id))
+    return { id: row.id, username: row.username }
+  }
+
+  // ---- tokens --------------------------------------------------------------------------------
+
+  /**
+   * Issues a new token for an active user (by id or username). Only its SHA-256 is stored; the
+   * plain token is in the answer, once.
+   * @throws UserNotFoundError, UserInactiveError, InvalidTokenOptionsError
+   */
+  async issueToken (user: number | string, options: IssueTokenOptions = {}): Promise<IssuedToken> {
+    const name = checkName(options.name)
+    const scopes = checkScopes(options.scopes)
+    const expiresIn = checkExpiresIn(options.expiresIn)
+    const where = this.#userWhere(user)
+    const token = generateToken(this.prefix)
+    const row = await this.db.transaction(async (tx) => {
+      // FOR SHARE: a concurrent deactivateUser waits for this insert (and then deletes the token).
+      const found = await tx.select({ id: users.id, active: users.active }).from(users).where(where).limit(1).for('share')
+      if (found.length === 0) throw new UserNotFoundError(user)
+      if (!found[0].active) throw new UserInactiveError(user)
+      const inserted = await tx.insert(tokens).values({
+        userId: found[0].id,
+        tokenHash: hashToken(token),
+        prefix: tokenPrefix(token),
+        name,
+        scopes,
+        expiresAt: expiresIn === null ? null : sql`now() + make_interval(secs => ${expiresIn})`
+      }).returning({ id: tokens.id, expiresAt: tokens.expiresAt })
+      return inserted[0]
+    })
+    return { token, id: row.id, name, scopes, expiresAt: row.expiresAt }
+  }
+
+  /**
+   * A user's tokens (by username or id), oldest first, without secrets.
+   * @throws UserNotFoundError
+   */
+  async listTokens (user: string | number): Promise<TokenInfo[]> {
+    const found = await this.db.select({ id: users.id }).from(users).where(this.#userWhere(user)).limit(1)
+    if (found.length === 0) throw new UserNotFoundError(user)
+    return await this.db.select({
+      id: tokens.id,
+      name: tokens.name,
+      prefix: tokens.prefix,
+      scopes: tokens.scopes,
+      createdAt: tokens.createdAt,
+      lastUsedAt: tokens.lastUsedAt,
+      expiresAt: tokens.expiresAt
+    }).from(tokens).where(eq(tokens.userId, found[0].id)).orderBy(tokens.id)
+  }
+
+  /**
+   * Revokes (deletes) one token by id; with `userId`, only if it belongs to that user.
+   * Resolves to false when there was no such token.
+   */
+  async revokeToken (id: number, options: { userId?: number } = {}): Promise<boolean> {
+    const where = options.userId === undefined ? eq(tokens.id, id) : and(eq(tokens.id, id), eq(tokens.userId, options.userId))
+    return (await this.#revokeWhere(where)) > 0
+  }
+
+  /** Revokes (deletes) the token with this SHA-256 hex hash (see hashToken). */
+  async revokeTokenByHash (tokenHash: string): Promise<boolean> {
+    return (await this.#revokeWhere(eq(tokens.tokenHash, tokenHash))) > 0
+  }
+
+  /** Revokes (deletes) every token of a user (by id or username); resolves to the count. */
+  async revokeAllTokens (user: number | string): Promise<number> {
+    if (typeof user === 'number') return await this.#revokeWhere(eq(tokens.userId, user))
+    const name = normalizeUsername(user)
+    return await this.#revokeWhere(inArray(tokens.userId, this.db.select({ id: users.id }).from(users).where(eq(users.username, name))))
+  }
+
+  /** Deletes expired tokens (expires_at <= now()), in batches; resolves to the count. */
+  async pruneExpired (): Promise<number> {
+    let total = 0
+    for (;;) {
+      const batch = this.db.select({ id: tokens.id }).from(tokens).where(lte(tokens.expiresAt, sql`now()`)).limit(PRUNE_BATCH)
+      const n = await this.#revokeWhere(inArray(tokens.id, batch))
+      total += n
+      if (n < PRUNE_BATCH) return total
+    }
+  }
+
+  /**
+   * Sets last_used_at = now() for these token ids (for the provider's batched, off-request-path
+   * updates; deleted ids are ignored).
+   */
+  async touchTokens (ids: readonly number[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += TOUCH_BATCH) {
+      const slice = ids.slice(i, i + TOUCH_BATCH)
+      await this.db.update(tokens).set({ lastUsedAt: sql`now()` }).where(inArray(tokens.id, slice))
+    }
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #userWhere (user: string | number): SQL {
+    if (typeof user === 'number') {
+      if (!Number.isSafeInteger(user)) throw new UserNotFoundError(user)
+      return eq(users.id, user)
+    }
+    return eq(users.username, normalizeUsername(user))
+  }
+
+  async #revokeWhere (where: SQL | undefined): Promise<number> {
+    const hashes = await this.db.transaction(async (tx) => {
+      const deleted = await tx.delete(tokens).where(where).returning({ tokenHash: tokens.tokenHash })
+      const hashes = deleted.map((r) => r.tokenHash)
+      await this.#notify(tx, hashes)
+      return hashes
+    })
+    this.#emit(hashes)
+    return hashes.length
+  }
+
+  async #notify (tx: Executor, hashes: readonly string[]): Promise<void> {
+    if (hashes.length === 0) return
+    const payloads = chunkPayloads(hashes)
+    // One statement for all chunks; ≤ PRUNE_BATCH hashes → a few dozen parameters at most.
+    const calls = sql.join(payloads.map((p) => sql`pg_notify(${this.notifyChannel}, ${p})`), sql`, `)
+    await tx.execute(sql`select ${calls}`)
+  }
+
+  #emit (hashes: string[]): void {
+    if (hashes.length === 0 || this.#listeners.size === 0) return
+    const errors: unknown[] = []
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(hashes)
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    if (errors.length > 0) {
+      throw new AggregateError(errors, 'fastify-token-auth: the tokens were revoked, but an onRevoke listener threw')
+    }
+  }
+}
+
+function checkName (name: string | undefined): string {
+  if (name === undefined) return ''
+  if (typeof name !== 'string') throw new InvalidTokenOptionsError('token name must be a string')
+  if (name.length > TOKEN_NAME_MAX_LENGTH) throw new InvalidTokenOptionsError(`token name must be at most ${TOKEN_NAME_MAX_LENGTH} characters long`)
+  if (CONTROL_RE.test(name)) throw new InvalidTokenOptionsError('token name must not contain control characters')
+  return name
+}
+
+function checkScopes (scopes: readonly string[] | undefined): string[] {
+  if (scopes === undefined) return []
+  if (!Array.isArray(scopes)) throw new InvalidTokenOptionsError('scopes must be an array of strings')
+  const out = [...new Set(scopes)]
+  if (out.length > MAX_SCOPES) throw new InvalidTokenOptionsError(`at most ${MAX_SCOPES} scopes`)
+  for (const s of out) {
+    if (typeof s !== 'string' || s.length > SCOPE_MAX_LENGTH || !SCOPE_RE.test(s)) {
+      throw new InvalidTokenOptionsError(`invalid scope ${JSON.stringify(s)}: 1 to ${SCOPE_MAX_LENGTH} printable ASCII characters, no space, " or \\`)
+    }
+  }
+  return out
+}
+
+function checkExpiresIn (expiresIn: number | null | undefined): number | null {
+  if (expiresIn === undefined || expiresIn === null) return null
+  if (!Number.isSafeInteger(expiresIn) || expiresIn <= 0 || expiresIn > MAX_EXPIRES_IN) {
+    throw new InvalidTokenOptionsError(`expiresIn must be a whole number of seconds from 1 to ${MAX_EXPIRES_IN}`)
+  }
+  return expiresIn
+}
