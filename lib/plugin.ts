@@ -22,7 +22,7 @@ export interface TokenAuthOptions {
    * TokenService (`fastify.tokenAuth.service`) and the /login and /logout routes. */
   database?: { db: TokenAuthDatabase, listen?: ListenFn }
   /** Options of the default DrizzleTokenAuthProvider (cache, lastUsedInterval, queryTimeout). */
-  drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'revocations' | 'prefix' | 'notifyChannel'>
+  drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'service' | 'prefix' | 'notifyChannel'>
   /** Options of the TokenService made on `database` (token prefix, scrypt parameters, NOTIFY channel). */
   service?: TokenServiceOptions
   /** The /login, /logout and /logout/all routes (with `database`); `false` registers none. */
@@ -99,6 +99,13 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
   assertQuotable('realm', realm)
   const authName = opts.authDecorator ?? 'auth'
   const userKey = opts.userProperty ?? 'user'
+  // Fastify's own message for a clash does not say which option renames ours.
+  if (fastify.hasDecorator(authName)) {
+    throw new Error(`fastify-token-auth: fastify.${authName} is already decorated (by @fastify/auth?); pick another name with the \`authDecorator\` option`)
+  }
+  if (fastify.hasRequestDecorator(userKey)) {
+    throw new Error(`fastify-token-auth: request.${userKey} is already decorated (by @fastify/jwt?); pick another name with the \`userProperty\` option`)
+  }
   const maxTokenLength = opts.maxTokenLength ?? 1024
   if (!Number.isInteger(maxTokenLength) || maxTokenLength < 1) throw new TypeError('fastify-token-auth: maxTokenLength must be a positive integer')
   const retryAfter = opts.retryAfter ?? 5
@@ -112,7 +119,7 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
         ...opts.drizzle,
         db: opts.database.db,
         listen: opts.database.listen,
-        revocations: service,
+        service,
         prefix: service.prefix,
         notifyChannel: service.notifyChannel
       })
@@ -169,7 +176,8 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
         fail(request, err)
         return next()
       }
-      if (result !== null && typeof (result as Promise<unknown>).then === 'function') {
+      // `!= null`: a JavaScript provider may well return undefined (a Map's get) for an unknown token.
+      if (result != null && typeof (result as Promise<unknown>).then === 'function') {
         (result as Promise<TokenAuthUser | null>).then(
           (user) => { accept(request, user, scopes); next() },
           (err) => { fail(request, err); next() }

@@ -87,7 +87,8 @@ t.test('two Authorization headers through inject (array value)', async (t) => {
   const app = await build()
   t.teardown(() => app.close())
   for (const pair of [[`Bearer ${TOKEN}`, `Bearer ${TOKEN}`], [`Bearer ${TOKEN}`, 'Bearer other'], [`Bearer ${TOKEN}`, 'Basic x']]) {
-    const res = await app.inject({ url: '/private', headers: { authorization: pair } })
+    // light-my-request turns an array into repeated raw headers, as a client sending two would (its types say string)
+    const res = await app.inject({ url: '/private', headers: { authorization: pair as unknown as string } })
     t.equal(res.statusCode, 400, `${pair.join(' + ')}`)
     t.equal(res.headers['www-authenticate'], INVALID_REQUEST)
     t.same(res.json(), MALFORMED_BODY)

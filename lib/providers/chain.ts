@@ -31,13 +31,13 @@ export class ChainTokenAuthProvider implements TokenAuthProvider {
         failure ??= err
         continue
       }
-      if (result !== null && typeof (result as Promise<unknown>).then === 'function') {
+      if (result != null && typeof (result as Promise<unknown>).then === 'function') {
         return (result as Promise<TokenAuthUser | null>).then(
           (user) => user ?? this.#from(i + 1, token, request, failure),
           (err) => this.#from(i + 1, token, request, failure ?? err)
         )
       }
-      if (result !== null) return result
+      if (result != null) return result // undefined (a JavaScript provider's "unknown") tries the next one
     }
     if (failure !== undefined) throw failure
     return null
