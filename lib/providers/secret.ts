@@ -34,7 +34,7 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
     if (tokens.length === 0) throw new TypeError('SecretTokenAuthProvider: `tokens` is empty')
     this.#digests = new Int32Array(tokens.length * WORDS)
     this.#users = tokens.map((entry, i) => {
-      const { token, username = 'secret_token_user', scopes = [] } = typeof entry === 'string' ? { token: entry } : entry
+      const { token, username = 'secret_token_user', scopes = [] } = typeof entry === 'string' ? { token: entry } : (entry ?? {}) as SecretTokenEntry
       if (typeof token !== 'string' || !TOKEN68.test(token)) {
         throw new TypeError(`SecretTokenAuthProvider: tokens[${i}] is not a valid bearer token (RFC 6750 b64token)`)
       }
