@@ -33,7 +33,7 @@ t.test('users: secret_token_user by default, per-token names and scopes', async 
   t.same(p.getUser('svc-b'), { id: 'billing', username: 'billing', scopes: ['invoices:read', 'invoices:write'] })
   const user = p.getUser('svc-b')
   t.ok(Object.isFrozen(user), 'users are frozen: a handler cannot change them for the next request')
-  t.ok(Object.isFrozen((user as { scopes: string[] }).scopes))
+  t.ok(Object.isFrozen(user?.scopes))
   t.equal(p.getUser('svc-b'), user, 'the same object every time (no allocation per request)')
 })
 
