@@ -15,13 +15,24 @@ export const FST_TOKEN_AUTH_INSUFFICIENT_SCOPE = createError(
   'FST_TOKEN_AUTH_INSUFFICIENT_SCOPE', 'The token lacks a scope this route requires', 403, Error, noStack)
 export const FST_TOKEN_AUTH_UNAVAILABLE = createError(
   'FST_TOKEN_AUTH_UNAVAILABLE', 'Authentication is temporarily unavailable, retry later', 503, Error, noStack)
+// The login routes (lib/routes/login.ts). One message for every bad-credentials case, so the answer
+// does not tell an unknown user from a wrong password or a deactivated account.
+export const FST_TOKEN_AUTH_BAD_CREDENTIALS = createError(
+  'FST_TOKEN_AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401, Error, noStack)
+export const FST_TOKEN_AUTH_LOGIN_THROTTLED = createError(
+  'FST_TOKEN_AUTH_LOGIN_THROTTLED', 'Too many failed login attempts, retry later', 429, Error, noStack)
+export const FST_TOKEN_AUTH_NOT_REVOCABLE = createError(
+  'FST_TOKEN_AUTH_NOT_REVOCABLE', 'This token does not come from the token store and cannot be logged out', 403, Error, noStack)
 
 export const errorCodes = {
   FST_TOKEN_AUTH_MISSING,
   FST_TOKEN_AUTH_INVALID_REQUEST,
   FST_TOKEN_AUTH_INVALID_TOKEN,
   FST_TOKEN_AUTH_INSUFFICIENT_SCOPE,
-  FST_TOKEN_AUTH_UNAVAILABLE
+  FST_TOKEN_AUTH_UNAVAILABLE,
+  FST_TOKEN_AUTH_BAD_CREDENTIALS,
+  FST_TOKEN_AUTH_LOGIN_THROTTLED,
+  FST_TOKEN_AUTH_NOT_REVOCABLE
 }
 
 /** A quoted-string body must not hold `"` or `\` (we do not escape) nor control characters. */

@@ -258,7 +258,10 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
     route.onRequest = existing === undefined ? hooks : hooks.concat(existing as onRequestHookHandler | onRequestHookHandler[])
   })
 
-  if (store !== undefined && opts.routes !== false) loginRoutes(fastify, { ...opts.routes, service: store.service, auth })
+  // The routes need the plugin's guard, where it puts the user, and its Retry-After for a store outage.
+  if (store !== undefined && opts.routes !== false) {
+    loginRoutes(fastify, { ...opts.routes, service: store.service, auth, userProperty: userKey, retryAfter })
+  }
 
   if (provider.close !== undefined) {
     fastify.addHook('onClose', async () => { await provider.close?.() })
