@@ -1,0 +1,18 @@
+/** The bench's scenario names and the configuration run.ts passes to each server (BENCH_CONFIG). */
+export const SCENARIOS = [
+  'bare', 'bearer-auth', 'secret', 'db-warm', 'db-cold', 'naive',
+  'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg',
+  'login'
+] as const
+export type Scenario = typeof SCENARIOS[number]
+
+export interface ServerConfig {
+  /** The bench database's URL (database scenarios). */
+  url?: string
+  /** The 10 secrets of the SecretTokenAuthProvider scenario. */
+  secrets?: string[]
+  /** The static key of the @fastify/bearer-auth scenario. */
+  staticKey?: string
+  /** postgres.js pool size for database scenarios. */
+  poolSize?: number
+}
