@@ -1,16 +1,12 @@
-import { eq, inArray, sql } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { tokens, users } from '../store/schema.js'
+import { TokenService } from '../store/service.js'
 import { checkTokenFormat, hashToken, validateTokenPrefix, DEFAULT_TOKEN_PREFIX } from '../store/token-format.js'
 import { TokenAuthUnavailableError, type DefaultTokenAuthUser, type TokenAuthProvider, type TokenAuthUser } from './provider.js'
 import { TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
 
 export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
-
-/** What revokes tokens in this process (the TokenService): tells the provider at once. */
-export interface RevocationSource {
-  onRevoke (listener: (hashes: string[]) => void): () => void
-}
 
 export interface DrizzleTokenAuthProviderOptions {
   /** A Drizzle database on postgres.js or PGlite, migrated. */
@@ -18,8 +14,9 @@ export interface DrizzleTokenAuthProviderOptions {
   /** LISTEN for revocations made by other processes (createDatabase's `listen`). Without it, a token
    * revoked elsewhere is trusted until its cache entry's TTL runs out. */
   listen?: ListenFn
-  /** Revocations made in this process (a TokenService) drop cache entries before they return. */
-  revocations?: RevocationSource
+  /** The app's TokenService: its revocations drop cache entries before they return, and it writes
+   * `last_used_at`. Default: a service of its own on `db` (then only NOTIFY tells of revocations). */
+  service?: TokenService
   /** The token prefix (default `tat`): other tokens are refused without a query. */
   prefix?: string
   /** Cache settings, or `false` for a query per request. */
@@ -56,7 +53,7 @@ function buildLookup (db: TokenAuthDatabase) {
  * are unknown; a database failure is "unavailable" (503), never "unknown".
  */
 export class DrizzleTokenAuthProvider implements TokenAuthProvider {
-  readonly #db: TokenAuthDatabase
+  readonly #service: TokenService
   readonly #lookup: ReturnType<typeof buildLookup>
   readonly #prefix: string
   readonly #cache: TokenCache
@@ -70,7 +67,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
   constructor (options: DrizzleTokenAuthProviderOptions) {
     if (options?.db === undefined) throw new TypeError('DrizzleTokenAuthProvider: the `db` option is required')
-    this.#db = options.db
+    this.#service = options.service ?? new TokenService({ db: options.db })
     this.#lookup = buildLookup(options.db)
     this.#prefix = validateTokenPrefix(options.prefix ?? DEFAULT_TOKEN_PREFIX)
     this.#cache = new TokenCache(options.cache)
@@ -80,9 +77,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     if (!(this.#lastUsedInterval > 0)) throw new TypeError('DrizzleTokenAuthProvider: lastUsedInterval must be > 0 ms or false')
     if (!(this.#queryTimeout > 0)) throw new TypeError('DrizzleTokenAuthProvider: queryTimeout must be > 0 ms')
 
-    if (options.revocations !== undefined) {
-      this.#unsubscribe.push(options.revocations.onRevoke((hashes) => this.invalidate(hashes)))
-    }
+    this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
     if (options.listen !== undefined && this.#cache.enabled) {
       const channel = options.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL
       this.#listening = options.listen(channel, (payload) => this.invalidate(payload.split(',')))
@@ -172,7 +167,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     const ids = [...this.#pendingLastUsed]
     this.#pendingLastUsed.clear()
     try {
-      await this.#db.update(tokens).set({ lastUsedAt: sql`now()` }).where(inArray(tokens.id, ids))
+      await this.#service.touchTokens(ids)
     } catch (err) {
       // The database is away: keep them for the next round rather than lose them.
       for (const id of ids) if (this.#pendingLastUsed.size < 100_000) this.#pendingLastUsed.add(id)
@@ -196,7 +191,10 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   async close (): Promise<void> {
     clearInterval(this.#flushTimer)
     await this.#listening?.catch(() => {})
-    for (const unsubscribe of this.#unsubscribe.splice(0)) await unsubscribe()
+    // The database may already be gone (closed by its owner, or down): closing must still finish.
+    for (const unsubscribe of this.#unsubscribe.splice(0)) {
+      try { await unsubscribe() } catch {}
+    }
     await this.flushLastUsed().catch(() => {})
   }
 }

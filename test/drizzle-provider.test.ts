@@ -1,0 +1,218 @@
+// The database provider end to end: tokens issued by the service resolve through the plugin; bad
+// checksums never reach the database; expiry, inactive users and revocation (in this process and,
+// through NOTIFY, in another) are refused; last_used_at is written in batches.
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import type { Logger } from 'drizzle-orm/logger'
+import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
+import { DrizzleTokenAuthProvider } from '../lib/providers/drizzle.js'
+import { createDatabase, type Database, type TokenAuthDatabase } from '../lib/store/database.js'
+import * as schema from '../lib/store/schema.js'
+import { generateToken } from '../lib/store/token-format.js'
+import { TokenService } from '../lib/store/service.js'
+import { freshDatabase, query, requirePostgres } from './helpers/db.js'
+
+async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(tokenAuth, { ...opts, routes: false })
+  app.get('/me', { preHandler: app.auth }, async (req) => ({ user: req.user }))
+  await app.ready()
+  t.teardown(() => app.close())
+  return app
+}
+
+/** A drizzle db on the same connection that counts the queries it runs. */
+function countingDb (database: Database): { db: TokenAuthDatabase, queries: string[] } {
+  const queries: string[] = []
+  const logger: Logger = { logQuery: (q) => { queries.push(q) } }
+  const db = database.sql !== undefined
+    ? drizzlePostgres(database.sql, { schema, logger })
+    : drizzlePglite(database.pglite!, { schema, logger })
+  return { db: db as unknown as TokenAuthDatabase, queries }
+}
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+t.test('an issued token resolves to a safe user object', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('Alice', 'correct horse battery')
+  const issued = await service.issueToken(user.id, { name: 'phone', scopes: ['read'] })
+  const app = await appOn(t, { database })
+  const res = await app.inject({ url: '/me', headers: bearer(issued.token) })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { user: { id: user.id, username: 'alice', tokenId: issued.id, scopes: ['read'] } })
+  t.notMatch(res.body, /scrypt|password/i, 'no password hash in the user')
+})
+
+t.test('a token with a bad checksum or another prefix is refused without a query', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('bob', 'correct horse battery')
+  const { token } = await service.issueToken(user.id)
+  const { db, queries } = countingDb(database)
+  const provider = new DrizzleTokenAuthProvider({ db, service })
+  const app = await appOn(t, { provider })
+  const last = token.at(-1) === 'a' ? 'b' : 'a'
+  for (const bad of [token.slice(0, -1) + last, 'xyz' + token.slice(3), token + 'a', token.slice(0, -1), generateToken('other')]) {
+    const res = await app.inject({ url: '/me', headers: bearer(bad) })
+    t.equal(res.statusCode, 401, bad)
+    t.match(res.headers['www-authenticate'], /error="invalid_token"/)
+  }
+  t.same(queries, [], 'no query was made')
+  const ok = await app.inject({ url: '/me', headers: bearer(token) })
+  t.equal(ok.statusCode, 200)
+  t.equal(queries.length, 1, 'the good token took one query')
+})
+
+t.test('the cache answers warm requests; the negative cache answers repeated unknown tokens', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('carol', 'correct horse battery')
+  const { token } = await service.issueToken(user.id)
+  const { db, queries } = countingDb(database)
+  const app = await appOn(t, { provider: new DrizzleTokenAuthProvider({ db, service, lastUsedInterval: false }) })
+  for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/me', headers: bearer(token) })).statusCode, 200)
+  t.equal(queries.length, 1, 'five requests, one query')
+  const unknown = generateToken()
+  for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/me', headers: bearer(unknown) })).statusCode, 401)
+  t.equal(queries.length, 2, 'five unknown-token requests, one query')
+  // Concurrent cold requests for one token share a single lookup.
+  const other = await service.issueToken(user.id)
+  const answers = await Promise.all(Array.from({ length: 20 }, () => app.inject({ url: '/me', headers: bearer(other.token) })))
+  t.same(answers.map((r) => r.statusCode), Array(20).fill(200))
+  t.equal(queries.length, 3, 'twenty concurrent cold requests, one query')
+})
+
+t.test('cache off: every request asks the database', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('dave', 'correct horse battery')
+  const { token } = await service.issueToken(user.id)
+  const { db, queries } = countingDb(database)
+  const app = await appOn(t, { provider: new DrizzleTokenAuthProvider({ db, service, cache: false, lastUsedInterval: false }) })
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/me', headers: bearer(token) })).statusCode, 200)
+  t.equal(queries.length, 3)
+})
+
+t.test('expired tokens are refused, even when cached', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('erin', 'correct horse battery')
+  const { token, expiresAt } = await service.issueToken(user.id, { expiresIn: 1 })
+  t.ok(expiresAt instanceof Date, 'expires_at is stored')
+  const app = await appOn(t, { database })
+  t.equal((await app.inject({ url: '/me', headers: bearer(token) })).statusCode, 200, 'valid before expiry (and now cached)')
+  await sleep(expiresAt!.getTime() - Date.now() + 50)
+  const res = await app.inject({ url: '/me', headers: bearer(token) })
+  t.equal(res.statusCode, 401)
+  t.match(res.headers['www-authenticate'], /error="invalid_token"/)
+  const never = await service.issueToken(user.id)
+  const [row] = await query<{ expires_at: unknown }>(database, 'select expires_at from token_auth_tokens where id = $1', [never.id])
+  t.equal(row.expires_at, null, 'tokens do not expire unless asked to')
+})
+
+t.test('an inactive user is refused even if a token row survived', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('frank', 'correct horse battery')
+  const { token } = await service.issueToken(user.id)
+  await query(database, 'update token_auth_users set active = false where id = $1', [user.id])
+  const app = await appOn(t, { database })
+  t.equal((await app.inject({ url: '/me', headers: bearer(token) })).statusCode, 401)
+})
+
+t.test('revocation in this process is immediate, cache on', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const app = await appOn(t, { database })
+  const svc = app.tokenAuth.service
+  const user = await service.createUser('grace', 'correct horse battery')
+  const a = await svc.issueToken(user.id)
+  const b = await svc.issueToken(user.id)
+  const c = await svc.issueToken(user.id)
+  for (const tok of [a, b, c]) t.equal((await app.inject({ url: '/me', headers: bearer(tok.token) })).statusCode, 200)
+  await svc.revokeToken(a.id)
+  t.equal((await app.inject({ url: '/me', headers: bearer(a.token) })).statusCode, 401, 'revoked token refused at once')
+  t.equal((await app.inject({ url: '/me', headers: bearer(b.token) })).statusCode, 200, 'others still work')
+  await svc.deactivateUser('grace')
+  t.equal((await app.inject({ url: '/me', headers: bearer(b.token) })).statusCode, 401, 'deactivation revokes')
+  t.equal((await app.inject({ url: '/me', headers: bearer(c.token) })).statusCode, 401)
+  const rows = await query(database, 'select id from token_auth_tokens where user_id = $1', [user.id])
+  t.same(rows, [], 'no token rows left')
+})
+
+t.test('a token revoked through one instance is refused by another within a second (NOTIFY)', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, service } = await freshDatabase(t)
+  const user = await service.createUser('heidi', 'correct horse battery')
+  const issued = await service.issueToken(user.id)
+  const other = await service.issueToken(user.id)
+  // Two app instances, each with its own pool and LISTEN connection, like two processes.
+  const dbA = await createDatabase(url, { max: 2 })
+  const dbB = await createDatabase(url, { max: 2 })
+  t.teardown(async () => { await dbA.close(); await dbB.close() })
+  const appA = await appOn(t, { database: dbA })
+  const appB = await appOn(t, { database: dbB })
+  for (const app of [appA, appB]) t.equal((await app.inject({ url: '/me', headers: bearer(issued.token) })).statusCode, 200, 'cached in both')
+  await appA.tokenAuth.service.revokeToken(issued.id)
+  const revokedAt = Date.now()
+  t.equal((await appA.inject({ url: '/me', headers: bearer(issued.token) })).statusCode, 401, 'refused at once where revoked')
+  let status = 200
+  while (Date.now() - revokedAt < 1000) {
+    status = (await appB.inject({ url: '/me', headers: bearer(issued.token) })).statusCode
+    if (status === 401) break
+    await sleep(10)
+  }
+  t.equal(status, 401, `refused by the other instance after ${Date.now() - revokedAt} ms`)
+  t.equal((await appB.inject({ url: '/me', headers: bearer(other.token) })).statusCode, 200, 'the other token still works there')
+  // Revoke-all and prune travel the same way.
+  await appA.tokenAuth.service.revokeAllTokens(user.id)
+  await sleep(300)
+  t.equal((await appB.inject({ url: '/me', headers: bearer(other.token) })).statusCode, 401)
+})
+
+t.test('a database failure is 503 with Retry-After, never 401 or 200', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('ivan', 'correct horse battery')
+  const cached = await service.issueToken(user.id)
+  const cold = await service.issueToken(user.id)
+  const app = await appOn(t, { database })
+  t.equal((await app.inject({ url: '/me', headers: bearer(cached.token) })).statusCode, 200)
+  await database.close() // the database goes away under the running app
+  const res = await app.inject({ url: '/me', headers: bearer(cold.token) })
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '5')
+  t.same(Object.keys(res.json()).sort(), ['code', 'error', 'message', 'statusCode'])
+  t.equal(res.json().code, 'FST_TOKEN_AUTH_UNAVAILABLE')
+  t.equal((await app.inject({ url: '/me', headers: bearer(cached.token) })).statusCode, 200, 'a cached token still passes')
+  t.equal((await app.inject({ url: '/me', headers: bearer(generateToken()) })).statusCode, 503, 'an unknown token never passes')
+})
+
+t.test('last_used_at is written at most once per interval, in a batch, off the request path', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('judy', 'correct horse battery')
+  const a = await service.issueToken(user.id)
+  const b = await service.issueToken(user.id)
+  const { db, queries } = countingDb(database)
+  const provider = new DrizzleTokenAuthProvider({ db, service: new TokenService({ db }), lastUsedInterval: 60_000 })
+  const app = await appOn(t, { provider })
+  for (let i = 0; i < 10; i++) {
+    t.equal((await app.inject({ url: '/me', headers: bearer(a.token) })).statusCode, 200)
+    t.equal((await app.inject({ url: '/me', headers: bearer(b.token) })).statusCode, 200)
+  }
+  t.equal(queries.filter((q) => /^update/i.test(q)).length, 0, 'nothing written on the request path')
+  const before = await query<{ n: number }>(database, 'select count(*)::int as n from token_auth_tokens where last_used_at is not null')
+  t.equal(before[0].n, 0)
+  t.equal(await provider.flushLastUsed(), 2, 'two tokens in one batch')
+  t.equal(queries.filter((q) => /^update/i.test(q)).length, 1, 'one statement')
+  const after = await query<{ n: number }>(database, 'select count(*)::int as n from token_auth_tokens where last_used_at is not null')
+  t.equal(after[0].n, 2)
+  for (let i = 0; i < 5; i++) await app.inject({ url: '/me', headers: bearer(a.token) })
+  t.equal(await provider.flushLastUsed(), 0, 'not again within the interval')
+})
+
+t.test('options are checked when the provider is made', async (t) => {
+  const { database } = await freshDatabase(t)
+  t.throws(() => new DrizzleTokenAuthProvider({} as never), /db/)
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, prefix: 'Bad-Prefix' }), /prefix/)
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, cache: { ttl: -1 } }), /cache\.ttl/)
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, lastUsedInterval: 0 }), /lastUsedInterval/)
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, queryTimeout: 0 }), /queryTimeout/)
+})
