@@ -1,12 +1,10 @@
 import { eq, sql } from 'drizzle-orm'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { tokens, users } from '../store/schema.js'
-import { TokenService } from '../store/service.js'
+import { DEFAULT_NOTIFY_CHANNEL, TokenService } from '../store/service.js'
 import { checkTokenFormat, hashToken, validateTokenPrefix, DEFAULT_TOKEN_PREFIX } from '../store/token-format.js'
 import { TokenAuthUnavailableError, type DefaultTokenAuthUser, type TokenAuthProvider, type TokenAuthUser } from './provider.js'
 import { TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
-
-export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
 
 export interface DrizzleTokenAuthProviderOptions {
   /** A Drizzle database on postgres.js or PGlite, migrated. */
