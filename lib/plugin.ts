@@ -9,7 +9,7 @@ import {
 } from './errors.js'
 import { ChainTokenAuthProvider } from './providers/chain.js'
 import { DrizzleTokenAuthProvider, type DrizzleTokenAuthProviderOptions } from './providers/drizzle.js'
-import { loginRoutes, type LoginRoutesOptions } from './routes/login.js'
+import { loginRoutes, resolveLoginRoutesOptions, type LoginRoutesOptions } from './routes/login.js'
 import type { ListenFn, TokenAuthDatabase } from './store/database.js'
 import { TokenService, type TokenServiceOptions } from './store/service.js'
 import { TokenAuthUnavailableError, type TokenAuthProvider, type TokenAuthUser } from './providers/provider.js'
@@ -110,6 +110,8 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
   if (!Number.isInteger(maxTokenLength) || maxTokenLength < 1) throw new TypeError('fastify-token-auth: maxTokenLength must be a positive integer')
   const retryAfter = opts.retryAfter ?? 5
   if (!Number.isInteger(retryAfter) || retryAfter < 0) throw new TypeError('fastify-token-auth: retryAfter must be a whole number of seconds')
+  // Checked before the store opens anything (a LISTEN), so bad route options leave nothing running.
+  if (opts.database !== undefined && opts.routes !== false) resolveLoginRoutesOptions(opts.routes ?? {})
   let store: TokenAuthDecorator | undefined
   if (opts.database !== undefined) {
     const service = new TokenService(opts.database, opts.service)

@@ -63,8 +63,7 @@ export interface LoginRoutesContext {
 }
 
 const OPTION_KEYS = new Set([
-  'login', 'logout', 'logoutAll', 'loginGuard', 'tokenExpiresIn', 'tokenScopes', 'throttle', 'securityScheme',
-  'service', 'auth', 'userProperty', 'retryAfter'
+  'login', 'logout', 'logoutAll', 'loginGuard', 'tokenExpiresIn', 'tokenScopes', 'throttle', 'securityScheme'
 ])
 /** Largest /login body accepted, in bytes: the longest legal fields, fully \u-escaped, fit. */
 export const LOGIN_BODY_LIMIT = 16 * 1024
@@ -157,7 +156,7 @@ function checkPath (name: string, value: unknown, fallback: string): string | fa
   return value
 }
 
-interface ResolvedOptions {
+export interface ResolvedLoginRoutesOptions {
   login: string | false
   logout: string | false
   logoutAll: string | false
@@ -166,22 +165,19 @@ interface ResolvedOptions {
   tokenScopes: string[]
   throttle: Required<LoginThrottleOptions> | false
   securityScheme: string
-  service: TokenService
-  auth: onRequestHookHandler
-  userProperty: string
-  retryAfter: number
 }
 
-/** Reads and checks the options once; the caller's object is not mutated. */
-export function resolveLoginRoutesOptions (opts: LoginRoutesOptions & LoginRoutesContext): ResolvedOptions {
-  if (typeof opts !== 'object' || opts === null) throw new TypeError('fastify-token-auth: the routes option must be an object or false')
+/**
+ * Reads and checks the routes' options (the plugin calls it before it opens anything, so bad
+ * options leave nothing behind); the caller's object is not mutated.
+ */
+export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLoginRoutesOptions {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new TypeError('fastify-token-auth: the routes option must be an object or false')
   for (const key of Object.keys(opts)) {
     if (!OPTION_KEYS.has(key)) {
       throw new TypeError(`fastify-token-auth: unknown option routes.${key} (known: login, logout, logoutAll, loginGuard, tokenExpiresIn, tokenScopes, throttle, securityScheme)`)
     }
   }
-  if (typeof opts.service?.verifyCredentials !== 'function') throw new TypeError('fastify-token-auth: the login routes need a TokenService (give the plugin a `database`)')
-  if (typeof opts.auth !== 'function') throw new TypeError('fastify-token-auth: the login routes need the plugin\'s auth hook')
   const login = checkPath('login', opts.login, '/login')
   const logout = checkPath('logout', opts.logout, '/logout')
   const logoutAll = checkPath('logoutAll', opts.logoutAll, '/logout/all')
@@ -202,8 +198,6 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions & LoginRoute
   }
   const securityScheme = opts.securityScheme ?? 'bearerAuth'
   if (typeof securityScheme !== 'string' || securityScheme === '') throw new TypeError('fastify-token-auth: routes.securityScheme must be a non-empty string')
-  const retryAfter = opts.retryAfter ?? 5
-  if (!Number.isSafeInteger(retryAfter) || retryAfter < 0) throw new TypeError('fastify-token-auth: retryAfter must be a whole number of seconds')
   return {
     login,
     logout,
@@ -212,11 +206,7 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions & LoginRoute
     tokenExpiresIn,
     tokenScopes: [...new Set(scopes)],
     throttle: resolveThrottleOptions(opts.throttle),
-    securityScheme,
-    service: opts.service,
-    auth: opts.auth,
-    userProperty: opts.userProperty ?? 'user',
-    retryAfter
+    securityScheme
   }
 }
 
@@ -240,10 +230,13 @@ function accountOf (username: string): string | null {
  * context the plugin was registered in).
  */
 export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions & LoginRoutesContext): void {
-  const o = resolveLoginRoutesOptions(opts)
+  const { service, auth, userProperty = 'user', retryAfter = 5, ...routeOptions } = opts
+  if (typeof service?.verifyCredentials !== 'function') throw new TypeError('fastify-token-auth: the login routes need a TokenService (give the plugin a `database`)')
+  if (typeof auth !== 'function') throw new TypeError('fastify-token-auth: the login routes need the plugin\'s auth hook')
+  if (!Number.isSafeInteger(retryAfter) || retryAfter < 0) throw new TypeError('fastify-token-auth: retryAfter must be a whole number of seconds')
+  const o = resolveLoginRoutesOptions(routeOptions)
   if (o.login === false && o.logout === false && o.logoutAll === false) return
-  const { service } = o
-  const unavailableHeaders = { 'retry-after': String(o.retryAfter) }
+  const unavailableHeaders = { 'retry-after': String(retryAfter) }
   const security = [{ [o.securityScheme]: [] }]
 
   function unavailable (request: FastifyRequest, err: unknown, what: string): FastifyError {
@@ -301,7 +294,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
         schema,
         validatorCompiler: loginValidatorCompiler,
         config: { tokenAuth: o.loginGuard === undefined ? false : { provider: o.loginGuard } },
-        onRequest: o.loginGuard === undefined ? undefined : o.auth,
+        onRequest: o.loginGuard === undefined ? undefined : auth,
         handler: async function login (request: FastifyRequest, reply: FastifyReply) {
           const body = request.body as LoginBody
           let attempt: ThrottledAttempt | undefined
@@ -387,7 +380,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
           security,
           response: logoutResponses
         } as FastifySchema,
-        onRequest: o.auth,
+        onRequest: auth,
         handler: async function logout (request: FastifyRequest, reply: FastifyReply) {
           const token = storeToken(request)
           try {
@@ -411,10 +404,10 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
           security,
           response: logoutResponses
         } as FastifySchema,
-        onRequest: o.auth,
+        onRequest: auth,
         handler: async function logoutAll (request: FastifyRequest, reply: FastifyReply) {
           storeToken(request)
-          const user = (request as unknown as Record<string, unknown>)[o.userProperty] as { id?: unknown } | null
+          const user = (request as unknown as Record<string, unknown>)[userProperty] as { id?: unknown } | null
           if (typeof user?.id !== 'number') throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
           try {
             await service.revokeAllTokens(user.id)

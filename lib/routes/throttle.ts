@@ -8,9 +8,12 @@
  * The counters live in @fastify/rate-limit's store: an in-process LRU by default, or, when the app
  * has registered @fastify/rate-limit itself with `redis`, that store, shared by every process.
  *
- * A peek-then-increment check alone lets a burst of concurrent attempts through (every one peeks
- * before the first failure is counted: scrypt takes a while), so attempts in flight in this process
- * are reserved: a key is refused when `failures + in flight >= max`.
+ * A peek-then-increment check alone lets a burst of concurrent attempts through (each one peeks
+ * before the first failure is counted: scrypt takes a while). So attempts in flight are bounded per
+ * key, in this process: at most `max - failures` run at once; the others wait for one to finish and
+ * check again. A burst of wrong passwords gets exactly `max` 401s and then 429s, while a burst of
+ * good logins (which count nothing) all succeed, `max` at a time. Keys are taken in a fixed order
+ * (account, then IP), so two requests never wait on each other.
  *
  * Lockout is bounded by the window: a key's window starts at its first counted failure and its
  * counter resets when the window ends, whatever happens meanwhile (refused attempts are not counted).
@@ -36,11 +39,16 @@ type Limiter = ReturnType<FastifyInstance['createRateLimit']>
 
 const KEY_PREFIX = 'fastify-token-auth:login:'
 
+/** Attempts waiting for a slot on one key, beyond which more are refused at once (429). */
+const MAX_WAITING = 1000
+
+interface Slot { running: number, waiting: Array<() => void> }
+
 class Rule {
   readonly max: number
   readonly #limit: Limiter
   readonly #keys = new WeakMap<FastifyRequest, string>()
-  readonly #inflight = new Map<string, number>()
+  readonly #slots = new Map<string, Slot>()
 
   constructor (fastify: FastifyInstance, max: number, timeWindow: number) {
     this.max = max
@@ -53,24 +61,44 @@ class Rule {
     })
   }
 
-  /** Seconds to wait when this key is over its limit (counting attempts in flight), else 0. */
-  async check (request: FastifyRequest, key: string): Promise<number> {
+  /**
+   * Takes a slot for an attempt on this key: resolves to 0 once taken (call `release`), or to the
+   * seconds to wait when the key has used up its failures (nothing taken).
+   */
+  async acquire (request: FastifyRequest, key: string): Promise<number> {
     this.#keys.set(request, key)
-    const state = await this.#limit(request, { increment: false })
-    if (state.isAllowed) return 0
-    const failures = state.max - state.remaining
-    if (failures + (this.#inflight.get(key) ?? 0) < state.max) return 0
-    return Math.max(1, state.ttlInSeconds)
-  }
-
-  reserve (key: string): void {
-    this.#inflight.set(key, (this.#inflight.get(key) ?? 0) + 1)
+    for (;;) {
+      const state = await this.#limit(request, { increment: false })
+      if (state.isAllowed) return 0 // the app's allowList
+      const failures = state.max - state.remaining
+      const slot = this.#slots.get(key) ?? { running: 0, waiting: [] }
+      if (failures >= state.max) {
+        this.#wakeOne(key, slot) // so the waiting ones learn it too
+        return Math.max(1, state.ttlInSeconds)
+      }
+      // No await between the peek above and here: the check and the reservation are one step.
+      if (slot.running < state.max - failures) {
+        slot.running++
+        this.#slots.set(key, slot)
+        return 0
+      }
+      if (slot.waiting.length >= MAX_WAITING) return 1
+      this.#slots.set(key, slot)
+      await new Promise<void>((resolve) => { slot.waiting.push(resolve) })
+    }
   }
 
   release (key: string): void {
-    const n = (this.#inflight.get(key) ?? 1) - 1
-    if (n <= 0) this.#inflight.delete(key)
-    else this.#inflight.set(key, n)
+    const slot = this.#slots.get(key)
+    if (slot === undefined) return
+    slot.running--
+    this.#wakeOne(key, slot)
+  }
+
+  #wakeOne (key: string, slot: Slot): void {
+    const next = slot.waiting.shift()
+    if (next !== undefined) next()
+    else if (slot.running <= 0) this.#slots.delete(key)
   }
 
   async fail (request: FastifyRequest, key: string): Promise<void> {
@@ -79,7 +107,7 @@ class Rule {
   }
 }
 
-/** One login attempt that passed the throttle: call `fail()` if the credentials were wrong, then `done()`. */
+/** One login attempt that passed the throttle: call `fail()` if the credentials were wrong, then always `done()`. */
 export interface ThrottledAttempt {
   fail (): Promise<void>
   done (): void
@@ -109,20 +137,26 @@ export class LoginThrottle {
     const keys: Array<[Rule, string]> = []
     if (this.#account !== undefined && account !== null) keys.push([this.#account, KEY_PREFIX + 'account:' + account])
     if (this.#ip !== undefined) keys.push([this.#ip, KEY_PREFIX + 'ip:' + normalizeIP(request.ip)])
-    let retryAfter = 0
-    for (const [rule, key] of keys) retryAfter = Math.max(retryAfter, await rule.check(request, key))
-    if (retryAfter > 0) return { retryAfter }
-    for (const [rule, key] of keys) rule.reserve(key)
-    let finished = false
+    const taken: Array<[Rule, string]> = []
+    const releaseAll = (): void => { for (const [rule, key] of taken.splice(0)) rule.release(key) }
+    try {
+      for (const [rule, key] of keys) {
+        const retryAfter = await rule.acquire(request, key)
+        if (retryAfter > 0) {
+          releaseAll()
+          return { retryAfter }
+        }
+        taken.push([rule, key])
+      }
+    } catch (err) {
+      releaseAll()
+      throw err
+    }
     return {
       async fail () {
         for (const [rule, key] of keys) await rule.fail(request, key)
       },
-      done () {
-        if (finished) return
-        finished = true
-        for (const [rule, key] of keys) rule.release(key)
-      }
+      done: releaseAll
     }
   }
 }
