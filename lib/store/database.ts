@@ -46,6 +46,8 @@ export interface Database {
   close: () => Promise<void>
   /** The postgres.js client (kind 'postgres'). */
   sql?: postgres.Sql
+  /** The connection URL (kind 'postgres'). */
+  url?: string
   /** The PGlite instance (kind 'pglite'). */
   pglite?: PGlite
   /** PGlite on disk: the absolute data directory. */
@@ -106,6 +108,7 @@ function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
     db,
     kind: 'postgres',
     sql: client,
+    url,
     async listen (channel, onMessage) {
       validateChannel(channel)
       const sub = await client.listen(channel, (payload) => onMessage(payload))
@@ -208,27 +211,25 @@ function acquireLock (dataDir: string): () => void {
  * drizzle.__token_auth_migrations). On PostgreSQL, concurrent calls from several processes are
  * serialized with an advisory lock.
  */
-export async function migrate (database: Pick<Database, 'db' | 'kind' | 'sql'>): Promise<void> {
+export async function migrate (database: Pick<Database, 'db' | 'kind' | 'url'>): Promise<void> {
   const config = { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: MIGRATIONS_SCHEMA, migrationsTable: MIGRATIONS_TABLE }
   if (database.kind === 'pglite') {
     await migratePglite(database.db as never, config)
     return
   }
-  if (database.sql === undefined) {
-    // A caller-built drizzle db without the client: no advisory lock.
+  if (database.url === undefined) {
+    // A caller-built drizzle db without its URL: no advisory lock.
     await migratePostgres(database.db as never, config)
     return
   }
-  const reserved = await database.sql.reserve()
+  // One dedicated connection: the session-level advisory lock and the migrator's transaction share it.
+  const client = postgres(database.url, { max: 1, onnotice: () => {} })
   try {
-    await reserved`select pg_advisory_lock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
-    try {
-      await migratePostgres(drizzlePostgres(reserved, { schema }), config)
-    } finally {
-      await reserved`select pg_advisory_unlock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
-    }
+    await client`select pg_advisory_lock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
+    await migratePostgres(drizzlePostgres(client), config)
   } finally {
-    reserved.release()
+    // Ending the session releases the advisory lock.
+    await client.end({ timeout: 5 })
   }
 }
 
