@@ -388,11 +388,11 @@ t.test('the provider is closed with the app, and ready() is awaited', async (t) 
 
   const chained: string[] = []
   const a: TokenAuthProvider = { getUser: () => null, close () { chained.push('a') } }
-  const b: TokenAuthProvider = { getUser: () => null, async close () { chained.push('b') } }
+  const b: TokenAuthProvider = { getUser: () => null, async ready () { chained.push('b ready') }, async close () { chained.push('b') } }
   const c: TokenAuthProvider = { getUser: () => null }
   const chain = await build({ provider: [a, b, c] })
   await chain.close()
-  t.same(chained.sort(), ['a', 'b'], 'every provider of a chain is closed')
+  t.same(chained.sort(), ['a', 'b', 'b ready'], 'a chain readies and closes every provider')
 
   const failing = Fastify()
   await t.rejects(async () => {
