@@ -42,6 +42,7 @@ const { values: args } = parseArgs({
     'database-url': { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     'keep-db': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
@@ -61,7 +62,9 @@ if (args.help) {
                         or postgres://postgres@127.0.0.1:5432/test); the bench creates and drops
                         its own database, token_auth_bench
   --no-pin              do not pin server and loader to cores 0 and 1 with taskset
-  --keep-db             keep the token_auth_bench database afterwards`)
+  --keep-db             keep the token_auth_bench database afterwards
+  --cpu-prof            run each server with node --cpu-prof (profiles in bench/results/profiles/<scenario>-*/;
+                        summarize with: npx tsx bench/profile.ts <dir or file.cpuprofile>)`)
   process.exit(0)
 }
 
@@ -79,6 +82,8 @@ const connections = positiveInt('connections', args.connections)
 const warmup = positiveInt('warmup', args.warmup, 0)
 const fillerTokens = positiveInt('tokens', args.tokens, 0)
 const loginConnections = positiveInt('login-connections', args['login-connections'])
+// Logins take a second or so under load: give the flood enough time to complete many of them.
+const floodSeconds = Math.max(duration, 10)
 const pin = !args['no-pin'] && cpus().length >= 2
 const adminUrl = args['database-url'] ?? process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -95,8 +100,10 @@ const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
 
 // ---- child processes ----------------------------------------------------------------------------
 
-function spawnNode (core: number, script: string, argv: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const nodeArgs = ['--import', 'tsx', script, ...argv]
+const PROFILES = fileURLToPath(new URL('./results/profiles/', import.meta.url))
+
+function spawnNode (core: number, script: string, argv: string[], env: NodeJS.ProcessEnv, nodeFlags: string[] = []): ChildProcess {
+  const nodeArgs = [...nodeFlags, '--import', 'tsx', script, ...argv]
   const [cmd, cmdArgs] = pin ? ['taskset', ['-c', String(core), process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs]
   return spawn(cmd, cmdArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env })
 }
@@ -140,7 +147,10 @@ interface ServerStats { cpuUs: number, wallMs: number, eld: { p50: number, p99: 
 interface Server { url: string, start: () => Promise<void>, stop: () => Promise<ServerStats>, close: () => Promise<void> }
 
 async function startServer (scenario: Scenario, config: ServerConfig): Promise<Server> {
-  const child = spawnNode(0, SERVER, [scenario], { ...process.env, BENCH_CONFIG: JSON.stringify(config) })
+  // One profile per thread (tsx's module hooks run on their own thread): the main thread's is the
+  // largest. A scenario's profiles go to a directory of their own.
+  const flags = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${PROFILES}${scenario}-${Date.now()}`] : []
+  const child = spawnNode(0, SERVER, [scenario], { ...process.env, BENCH_CONFIG: JSON.stringify(config) }, flags)
   const { port } = await nextMessage<{ port: number }>(child, 'ready')
   return {
     url: `http://127.0.0.1:${port}`,
@@ -339,7 +349,10 @@ async function loginFlood (db: BenchDatabase, config: ServerConfig, protectedLoa
     const s0 = await server.stop()
     // Both at once.
     await server.start()
-    const [g1, l1] = await Promise.all([protectedLoader.load(guarded), loginLoader.load({ ...login, connections: loginConnections })])
+    const [g1, l1] = await Promise.all([
+      protectedLoader.load({ ...guarded, duration: floodSeconds }),
+      loginLoader.load({ ...login, connections: loginConnections, duration: floodSeconds })
+    ])
     const s1 = await server.stop()
     return {
       loginAlone: { p50: alone.p50, p99: alone.p99, rps: alone.rps, statusCounts: alone.statusCounts },
@@ -369,8 +382,8 @@ function floodMarkdown (r: FloodResult): string {
     '|---|---:|',
     `| login median latency, alone (1 connection, default scrypt) | ${f1(r.loginAlone.p50)} ms (p99 ${f1(r.loginAlone.p99)} ms, ${f1(r.loginAlone.rps)} logins/s) |`,
     `| protected route alone: req/s, p99, event-loop delay p99 | ${f0(r.protectedAlone.rps)}, ${f1(r.protectedAlone.p99)} ms, ${f2(r.protectedAlone.eldP99)} ms |`,
-    `| during the flood (${loginConnections} connections on /login): protected req/s, p99 | ${f0(r.flood.protectedRps)}, ${f1(r.flood.protectedP99)} ms |`,
-    `| during the flood: logins/s, login p50, p99 | ${f1(r.flood.loginRps)}, ${f0(r.flood.loginP50)} ms, ${f0(r.flood.loginP99)} ms |`,
+    `| during the flood (${floodSeconds} s, ${loginConnections} connections on /login): protected req/s, p99 | ${f0(r.flood.protectedRps)}, ${f1(r.flood.protectedP99)} ms |`,
+    `| during the flood: logins/s, login p50, p99 (status counts) | ${f1(r.flood.loginRps)}, ${f0(r.flood.loginP50)} ms, ${f0(r.flood.loginP99)} ms (${JSON.stringify(r.flood.loginStatus)}) |`,
     `| **during the flood: event-loop delay p99 (target < 20 ms)** | **${f2(r.flood.eldP99)} ms** (p50 ${f2(r.flood.eldP50)}, max ${f1(r.flood.eldMax)}) |`
   ].join('\n')
 }
