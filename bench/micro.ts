@@ -75,4 +75,4 @@ await benchAsync('DrizzleTokenAuthProvider.getUser cold on PGlite (cache off)', 
 })(), 2_000)
 await provider.close()
 await database.close()
-void sink
+if (sink === Symbol.for('never')) console.log(sink)
