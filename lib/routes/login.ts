@@ -47,8 +47,11 @@ export interface LoginRoutesOptions {
   tokenScopes?: readonly string[]
   /** Failed-login throttling per account and per IP (see throttle.ts); `false` turns it off. */
   throttle?: LoginThrottleOptions | false
-  /** Name of the OpenAPI security scheme (type http, scheme bearer) the app declares. Default `bearerAuth`. */
-  securityScheme?: string
+  /** Name of the OpenAPI security scheme (`{ type: 'http', scheme: 'bearer' }`) the app declares in
+   * @fastify/swagger's `components.securitySchemes`, put on the guarded routes' `security`. Default
+   * `bearerAuth`; `false` leaves `security` out (for an app that declares no such scheme: @fastify/swagger
+   * fails on a `security` naming an undeclared scheme). */
+  securityScheme?: string | false
 }
 
 /** What the plugin adds to the user's options. */
@@ -164,7 +167,7 @@ export interface ResolvedLoginRoutesOptions {
   tokenExpiresIn: number | null
   tokenScopes: string[]
   throttle: Required<LoginThrottleOptions> | false
-  securityScheme: string
+  securityScheme: string | false
 }
 
 /**
@@ -197,7 +200,9 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLo
     throw new TypeError(`fastify-token-auth: routes.tokenScopes must be an array of at most ${MAX_SCOPES} RFC 6749 scope tokens (printable ASCII, no space, '"' or '\\')`)
   }
   const securityScheme = opts.securityScheme ?? 'bearerAuth'
-  if (typeof securityScheme !== 'string' || securityScheme === '') throw new TypeError('fastify-token-auth: routes.securityScheme must be a non-empty string')
+  if (securityScheme !== false && (typeof securityScheme !== 'string' || securityScheme === '')) {
+    throw new TypeError('fastify-token-auth: routes.securityScheme must be the name of an OpenAPI security scheme or false')
+  }
   return {
     login,
     logout,
@@ -237,7 +242,9 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
   const o = resolveLoginRoutesOptions(routeOptions)
   if (o.login === false && o.logout === false && o.logoutAll === false) return
   const unavailableHeaders = { 'retry-after': String(retryAfter) }
-  const security = [{ [o.securityScheme]: [] }]
+  // `security` on the guarded routes (and an explicit none on an open /login), unless turned off.
+  const security = o.securityScheme === false ? undefined : [{ [o.securityScheme]: [] }]
+  const openSecurity = o.securityScheme === false ? undefined : []
 
   function unavailable (request: FastifyRequest, err: unknown, what: string): FastifyError {
     request.log.error({ err }, `fastify-token-auth: ${what}: token store unavailable`)
@@ -284,8 +291,8 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
         body: loginBodySchema,
         response: responses
       }
-      if (o.loginGuard !== undefined) schema.security = security
-      else schema.security = []
+      const loginSecurity = o.loginGuard === undefined ? openSecurity : security
+      if (loginSecurity !== undefined) schema.security = loginSecurity
 
       child.route({
         method: 'POST',
@@ -377,7 +384,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
         schema: {
           tags: ['auth'],
           summary: 'Log out: revoke the token this request carries',
-          security,
+          ...(security === undefined ? {} : { security }),
           response: logoutResponses
         } as FastifySchema,
         onRequest: auth,
@@ -401,7 +408,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
         schema: {
           tags: ['auth'],
           summary: 'Log out everywhere: revoke every token of the user',
-          security,
+          ...(security === undefined ? {} : { security }),
           response: logoutResponses
         } as FastifySchema,
         onRequest: auth,
