@@ -35,6 +35,12 @@ export interface CreateDatabaseOptions {
   memory?: boolean
   /** postgres.js only: the pool size (default 10). LISTEN uses one more, dedicated connection. */
   max?: number
+  /** postgres.js only: seconds to wait for a new connection before failing the queries queued on it
+   * (default 10; postgres.js's own default is 30). During a network partition every query that opens
+   * a connection waits this long before it fails (503), and holds a pool slot meanwhile. */
+  connectTimeout?: number
+  /** PGlite only: use this existing instance (e.g. a `clone()`); `close()` closes it. No lock is taken. */
+  pglite?: PGlite
 }
 
 export interface Database {
@@ -72,6 +78,13 @@ export class EmbeddedDatabaseBusyError extends Error {
 }
 
 export const DEFAULT_DATA_DIR = '.data'
+/** Seconds between reconnect attempts after `retries` failures: 50 ms doubling, at most 1 s, jittered. */
+function reconnectBackoff (retries: number): number {
+  return Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2)
+}
+
+/** Seconds createDatabase's postgres.js pool waits for a connection (postgres.js defaults to 30). */
+export const DEFAULT_CONNECT_TIMEOUT = 10
 /** Where the generated SQL lives: <package>/drizzle, from lib/store (tsx) and dist/store alike. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle/', import.meta.url))
 /** The migrations journal, kept apart from a host app's own Drizzle journal (see drizzle.config.ts). */
@@ -101,7 +114,21 @@ export async function createDatabase (url?: string, opts: CreateDatabaseOptions 
 }
 
 function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
-  const client = postgres(url, { max: opts.max ?? 10, onnotice: () => {} })
+  const connectTimeout = opts.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
+  if (!(typeof connectTimeout === 'number' && connectTimeout > 0)) throw new TypeError('fastify-token-auth: connectTimeout must be a positive number of seconds')
+  const client = postgres(url, {
+    max: opts.max ?? 10,
+    connect_timeout: connectTimeout,
+    // postgres.js (3.4.9) runs its array-type lookup on every new connection from an async function
+    // nobody awaits: when the connection drops during it (an outage, a restart), the rejection is
+    // unhandled (a crash under Node's default) and the query waiting for that connection hangs
+    // through endless reconnects. The store's only array column (scopes, text[]) is parsed by Drizzle.
+    fetch_types: false,
+    // postgres.js waits up to 20 s between reconnects after repeated failures (backoff 3^n / 100 s);
+    // capped at 1 s, service is back about a second after the database is.
+    backoff: reconnectBackoff,
+    onnotice: () => {}
+  })
   const db = drizzlePostgres(client, { schema })
   let closed: Promise<void> | undefined
   return {
@@ -124,13 +151,13 @@ function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
 async function createPglite (opts: CreateDatabaseOptions): Promise<Database> {
   let dataDir: string | undefined
   let releaseLock = (): void => {}
-  if (opts.memory !== true) {
+  if (opts.pglite === undefined && opts.memory !== true) {
     dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR)
     releaseLock = acquireLock(dataDir)
   }
   let pg: PGlite
   try {
-    pg = await PGlite.create(dataDir === undefined ? {} : { dataDir })
+    pg = opts.pglite ?? await PGlite.create(dataDir === undefined ? {} : { dataDir })
   } catch (err) {
     releaseLock()
     throw err

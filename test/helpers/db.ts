@@ -11,8 +11,9 @@
  * connections, ...): without DATABASE_URL it skips the test, except with CI=true where it fails.
  */
 import { randomBytes } from 'node:crypto'
+import { PGlite } from '@electric-sql/pglite'
 import postgres from 'postgres'
-import type { Test } from 'tap'
+import tap, { type Test } from 'tap'
 import { createDatabase, migrate, type Database } from '../../lib/store/database.js'
 import { TokenService, type TokenServiceOptions } from '../../lib/store/service.js'
 
@@ -50,17 +51,67 @@ export function uniqueDatabaseName (): string {
   return `tat_test_${process.pid}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`
 }
 
+// Per test process: PGlite templates (an empty and a migrated in-memory database) that each test
+// clones (≈0.7 s instead of ≈2-5 s for a new instance plus migrations), closed when the process's
+// tests end; and a one-time sweep of test databases left by dead processes.
+let templates: { empty: Promise<PGlite>, migrated: Promise<PGlite> } | undefined
+let swept: Promise<void> | undefined
+
+function pgliteTemplates (): { empty: Promise<PGlite>, migrated: Promise<PGlite> } {
+  if (templates === undefined) {
+    const empty = PGlite.create()
+    const migrated = (async () => {
+      const pg = await PGlite.create()
+      await migrate(await createDatabase(undefined, { pglite: pg }))
+      return pg
+    })()
+    templates = { empty, migrated }
+    tap.teardown(async () => {
+      await Promise.allSettled([empty, migrated].map(async (p) => { await (await p).close() }))
+    })
+  }
+  return templates
+}
+
+/**
+ * Drops `tat_test_<pid>_*` databases whose process is gone (a test file killed by a timeout cannot
+ * run its teardown). Best effort; assumes the tests and PostgreSQL share this machine's pids, as in CI.
+ */
+async function sweepStaleDatabases (admin: postgres.Sql): Promise<void> {
+  const rows = await admin<Array<{ datname: string }>>`select datname from pg_database where datname like 'tat\_test\_%'`
+  for (const { datname } of rows) {
+    const pid = Number(/^tat_test_(\d+)_/.exec(datname)?.[1])
+    if (!Number.isInteger(pid) || pid === process.pid || pidIsAlive(pid)) continue
+    await admin.unsafe(`drop database if exists "${datname}" with (force)`).catch(() => {})
+  }
+}
+
+function pidIsAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 export async function freshDatabase (t: Test, opts: FreshDatabaseOptions = {}): Promise<FreshDatabase> {
   const base = databaseUrl()
   let database: Database
   let url: string | undefined
+  let migrated = false
   if (base === undefined) {
     t.comment('no DATABASE_URL: running on PGlite')
-    database = await createDatabase(undefined, { memory: true })
+    const useMigrated = opts.migrate !== false && opts.before === undefined
+    const template = await (useMigrated ? pgliteTemplates().migrated : pgliteTemplates().empty)
+    database = await createDatabase(undefined, { pglite: await template.clone() as PGlite })
+    migrated = useMigrated
     t.teardown(() => database.close())
   } else {
     const name = uniqueDatabaseName()
     const admin = adminClient(base)
+    swept ??= sweepStaleDatabases(admin).catch(() => {})
+    await swept
     await admin.unsafe(`create database "${name}"`)
     const u = new URL(base)
     u.pathname = `/${name}`
@@ -83,7 +134,7 @@ export async function freshDatabase (t: Test, opts: FreshDatabaseOptions = {}): 
     })
   }
   if (opts.before !== undefined) await opts.before(database.sql, database)
-  if (opts.migrate !== false) await migrate(database)
+  if (opts.migrate !== false && !migrated) await migrate(database)
   const service = new TokenService(database, opts.service ?? { passwordParams: FAST_PASSWORD_PARAMS })
   return { url, database, service }
 }
@@ -101,4 +152,11 @@ export function requirePostgres (t: Test): boolean {
   }
   t.plan(0, 'skipped: needs PostgreSQL (set DATABASE_URL)')
   return false
+}
+
+/** Raw SQL on either kind of database, for assertions: rows as plain objects. */
+export async function query<T = Record<string, unknown>> (database: Database, text: string, params: unknown[] = []): Promise<T[]> {
+  if (database.sql !== undefined) return [...await database.sql.unsafe(text, params as never[])] as T[]
+  if (database.pglite !== undefined) return (await database.pglite.query<T>(text, params)).rows
+  throw new Error('query(): unknown database kind')
 }
