@@ -175,3 +175,45 @@ t.test('beside the app\'s own @fastify/rate-limit', async (t) => {
   t.equal((await login(later, 'dave', 'wrong')).statusCode, 401)
   t.equal((await login(later, 'dave', 'wrong')).statusCode, 429)
 })
+
+t.test('the counter store fails (e.g. the app\'s Redis is down): 503 with Retry-After, never 500', async (t) => {
+  const broken = { read: false, incr: false }
+  class FlakyStore {
+    readonly #counts = new Map<string, number>()
+    read (key: string, cb: (err: Error | null, res?: { current: number, ttl: number }) => void): void {
+      if (broken.read) cb(new Error('store read failed'))
+      else cb(null, { current: this.#counts.get(key) ?? 0, ttl: 60_000 })
+    }
+
+    incr (key: string, cb: (err: Error | null, res?: { current: number, ttl: number }) => void): void {
+      if (broken.incr) return cb(new Error('store incr failed'))
+      const n = (this.#counts.get(key) ?? 0) + 1
+      this.#counts.set(key, n)
+      cb(null, { current: n, ttl: 60_000 })
+    }
+
+    child (): FlakyStore { return new FlakyStore() }
+  }
+  const app = await build({ throttle: { perAccount: 2 } }, async (app) => {
+    await app.register(rateLimit, { global: false, store: FlakyStore as never })
+  })
+  t.teardown(() => app.close())
+  t.equal((await login(app, 'alice', 'wrong')).statusCode, 401, 'the app\'s store counts the failures')
+  t.equal((await login(app, 'alice', 'wrong')).statusCode, 401)
+  isThrottled(t, await login(app, 'alice', PASSWORD), 60)
+  broken.read = true
+  for (const res of [await login(app, 'bob', PASSWORD), await login(app, 'bob', 'wrong')]) {
+    t.equal(res.statusCode, 503)
+    t.equal(res.json().code, 'FST_TOKEN_AUTH_UNAVAILABLE')
+    t.equal(res.headers['retry-after'], '5')
+    t.notMatch(res.body, /store/)
+  }
+  broken.read = false
+  broken.incr = true
+  t.equal((await login(app, 'bob', 'wrong')).statusCode, 503, 'a failure that cannot be counted is not answered 401')
+  t.equal((await login(app, 'bob', PASSWORD)).statusCode, 200, 'a success needs no counting')
+  broken.incr = false
+  t.equal((await login(app, 'bob', 'wrong')).statusCode, 401, 'nothing was left reserved')
+  t.equal((await login(app, 'bob', 'wrong')).statusCode, 401)
+  t.equal((await login(app, 'bob', 'wrong')).statusCode, 429)
+})
