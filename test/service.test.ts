@@ -1,4 +1,6 @@
 import t from 'tap'
+
+t.setTimeout(300_000)
 import postgres from 'postgres'
 import { freshDatabase, query, requirePostgres, FAST_PASSWORD_PARAMS } from './helpers/db.js'
 import {

@@ -1,0 +1,115 @@
+import t from 'tap'
+
+// on-disk PGlite (initdb) is slow on a loaded machine
+t.setTimeout(300_000)
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import * as path from 'node:path'
+import {
+  createDatabase, EmbeddedDatabaseBusyError, migrate, MIGRATIONS_FOLDER, validateChannel
+} from '../lib/store/database.js'
+import { databaseUrl, freshDatabase, query, requirePostgres } from './helpers/db.js'
+
+async function exitedPid (): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+  await new Promise((resolve) => child.once('exit', resolve))
+  return child.pid!
+}
+
+const waitFor = async (cond: () => boolean, ms = 2000): Promise<void> => {
+  const deadline = Date.now() + ms
+  while (!cond() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
+t.test('MIGRATIONS_FOLDER points at the committed drizzle/ folder', async (t) => {
+  t.ok(existsSync(path.join(MIGRATIONS_FOLDER, 'meta', '_journal.json')))
+})
+
+t.test('embedded PGlite: a lock file keeps a second opener out', async (t) => {
+  const dataDir = path.join(t.testdir({}), '.data')
+  const lock = path.join(dataDir, 'LOCK')
+
+  // A live process holds the lock: refused at once, before PGlite starts.
+  const holder = spawn('sleep', ['30'], { stdio: 'ignore' })
+  t.teardown(() => { holder.kill('SIGKILL') })
+  mkdirSync(dataDir, { recursive: true })
+  writeFileSync(lock, `${holder.pid}\n`)
+  await t.rejects(createDatabase(undefined, { dataDir }), {
+    name: 'EmbeddedDatabaseBusyError', pid: holder.pid, message: /embedded database at .* is busy.*pid \d+.*DATABASE_URL/
+  })
+  t.equal(readFileSync(lock, 'utf8'), `${holder.pid}\n`, "the holder's lock is left alone")
+
+  // A lock left by a dead process (crash, kill -9) is taken over.
+  const dead = await exitedPid()
+  writeFileSync(lock, `${dead}\n`)
+  const first = await createDatabase(undefined, { dataDir })
+  t.equal(first.kind, 'pglite')
+  t.equal(first.dataDir, dataDir)
+  t.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`, 'the lock now holds our pid')
+  await migrate(first)
+  await query(first, "insert into token_auth_users (username, password_hash) values ('persisted', 'x')")
+
+  // Same process, same directory: also refused (two PGlite instances on one directory lose writes).
+  const err = await createDatabase(undefined, { dataDir }).catch((e: unknown) => e)
+  t.type(err, EmbeddedDatabaseBusyError)
+  t.equal((err as EmbeddedDatabaseBusyError).pid, process.pid)
+  t.equal((err as EmbeddedDatabaseBusyError).dataDir, dataDir)
+
+  await first.close()
+  await first.close()
+  t.notOk(existsSync(lock), 'close() releases the lock (and is idempotent)')
+
+  const again = await createDatabase(undefined, { dataDir })
+  t.same(await query(again, 'select username from token_auth_users'), [{ username: 'persisted' }], 'data persisted on disk')
+  await again.close()
+
+  // A lock file that is not ours is not removed by our close.
+  const third = await createDatabase(undefined, { dataDir })
+  writeFileSync(lock, 'someone else\n')
+  await third.close()
+  t.equal(readFileSync(lock, 'utf8'), 'someone else\n')
+})
+
+t.test('listen/unlisten on the database kind in use', async (t) => {
+  const { database } = await freshDatabase(t)
+  const got: string[] = []
+  const unlisten = await database.listen('some_channel', (p) => got.push(p))
+  await query(database, "select pg_notify('some_channel', 'hello')")
+  await waitFor(() => got.length > 0)
+  t.same(got, ['hello'])
+  await unlisten()
+  await query(database, "select pg_notify('some_channel', 'again')")
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.same(got, ['hello'], 'nothing after unlisten')
+  await t.rejects(database.listen('Bad-Channel', () => {}), /invalid notify channel/)
+})
+
+t.test('postgres.js: listen on one database, notify from another client', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, database } = await freshDatabase(t)
+  const other = await createDatabase(url, { max: 1 })
+  t.teardown(() => other.close())
+  t.equal(other.kind, 'postgres')
+  t.equal(other.url, url)
+  const got: string[] = []
+  const unlisten = await database.listen('cross_conn', (p) => got.push(p))
+  await query(other, "select pg_notify('cross_conn', 'x')")
+  await waitFor(() => got.length > 0)
+  t.same(got, ['x'])
+  await unlisten()
+  await other.close()
+  await other.close()
+  t.ok(databaseUrl())
+})
+
+t.test('in-memory PGlite and channel names', async (t) => {
+  const mem = await createDatabase(undefined, { memory: true })
+  t.equal(mem.kind, 'pglite')
+  t.equal(mem.dataDir, undefined)
+  const unlisten = await mem.listen('c', () => {})
+  await mem.close()
+  await unlisten()
+  t.pass('unlisten after close does not throw')
+  t.equal(validateChannel('token_auth_revoked'), 'token_auth_revoked')
+  for (const bad of ['', 'A', '1a', 'a-b', 'a'.repeat(64), 'a b']) t.throws(() => validateChannel(bad), TypeError)
+})
