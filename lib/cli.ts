@@ -21,7 +21,7 @@ import { createDatabase, EmbeddedDatabaseBusyError, migrate, type Database } fro
 import { InvalidPasswordError } from './store/passwords.js'
 import { InvalidUsernameError, normalizeUsername } from './store/schema.js'
 import {
-  InvalidTokenOptionsError, MAX_EXPIRES_IN, TokenService, TokenServiceError, UserExistsError, type TokenInfo
+  InvalidTokenOptionsError, MAX_EXPIRES_IN, TokenService, TokenServiceError, UserExistsError, UserNotFoundError, type TokenInfo
 } from './store/service.js'
 
 const BIN = 'fastify-token-auth'
@@ -34,6 +34,7 @@ Commands:
   migrate                         Create or update the tables (safe to run again)
   user create <username>          Create a user. The password is read from stdin: prompted
                                   without echo on a terminal, else the first line of the input
+  user password <username>        Set a user's password (read like user create's)
   user deactivate <username>      Deactivate a user and revoke all their tokens
   token create <username>         Issue a token and print it, alone, on stdout
       --name <name>                 a name for the device or purpose
@@ -135,6 +136,16 @@ const COMMANDS: Record<string, Command> = {
       const password = await readPassword(username)
       const user = await service.createUser(username, password)
       out(`created user ${JSON.stringify(user.username)} (id ${user.id})`)
+    }
+  },
+  'user password': {
+    args: ['username'],
+    options: [],
+    async run ({ service, out }, [username]) {
+      if (await service.findUser(username) === null) throw new UserNotFoundError(normalizeUsername(username))
+      const password = await readPassword(username)
+      await service.setPassword(username, password)
+      out(`changed the password of ${JSON.stringify(normalizeUsername(username))} (existing tokens stay valid)`)
     }
   },
   'user deactivate': {
@@ -399,6 +410,7 @@ export async function main (argv: string[]): Promise<number> {
       return 0
     }
     if (positionals.length === 0) throw new UsageError('no command given')
+    if (!['migrate', 'user', 'token'].includes(positionals[0])) throw new UsageError(`unknown command ${JSON.stringify(positionals[0])}`)
     const words = positionals[0] === 'migrate' ? 1 : 2
     const key = positionals.slice(0, words).join(' ')
     const command = COMMANDS[key]
