@@ -3,7 +3,9 @@ import tokenAuth from './plugin.js'
 
 export default tokenAuth
 export { tokenAuth }
-export type { TokenAuthOptions, TokenAuthRouteConfig, TokenAuthDecorator } from './plugin.js'
+export type {
+  TokenAuthOptions, TokenAuthRouteConfig, TokenAuthDecorator, TokenAuthDecoratorNames, TokenAuthRequestDecorators, TokenAuthInstanceDecorators
+} from './plugin.js'
 
 // Providers
 export type { TokenAuthProvider, TokenAuthUser, TokenAuthUserTypes, DefaultTokenAuthUser } from './providers/provider.js'

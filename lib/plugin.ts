@@ -53,14 +53,27 @@ export interface TokenAuthDecorator {
   provider: DrizzleTokenAuthProvider
 }
 
+/**
+ * The decorator names the types declare. An app that renames them (beside @fastify/jwt's `user` or
+ * @fastify/auth's `auth`) says so here, and the types follow:
+ *
+ *   declare module 'fastify-token-auth' {
+ *     interface TokenAuthDecoratorNames { userProperty: 'tokenUser', authDecorator: 'bearer' }
+ *   }
+ */
+
+export interface TokenAuthDecoratorNames {}
+type UserKey = TokenAuthDecoratorNames extends { userProperty: infer K extends string } ? K : 'user'
+type AuthKey = TokenAuthDecoratorNames extends { authDecorator: infer K extends string } ? K : 'auth'
+/** `request.user` (or the renamed property): the user the bearer token resolved to, or null. */
+export type TokenAuthRequestDecorators = { [K in UserKey]: TokenAuthUser | null }
+/** `fastify.auth` (or the renamed guard): rejects a request whose token did not resolve (401/400/403/503). */
+export type TokenAuthInstanceDecorators = { [K in AuthKey]: onRequestHookHandler }
+
 declare module 'fastify' {
-  interface FastifyRequest {
-    /** The user the bearer token resolved to, or null. Renamed with the `userProperty` option. */
-    user: TokenAuthUser | null
-  }
-  interface FastifyInstance {
-    /** Rejects a request whose token did not resolve (401/400/403/503). Use as preHandler or onRequest. */
-    auth: onRequestHookHandler
+
+  interface FastifyRequest extends TokenAuthRequestDecorators {}
+  interface FastifyInstance extends TokenAuthInstanceDecorators {
     /** The token service and database provider, when the plugin was given a `database`. */
     tokenAuth: TokenAuthDecorator
   }
