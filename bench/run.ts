@@ -23,6 +23,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { resolve as resolvePath } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generateToken } from '../lib/store/token-format.js'
 import type { LoadOptions, LoadSummary } from './loader.js'
@@ -43,6 +44,7 @@ const { values: args } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     'keep-db': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    compare: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
@@ -63,6 +65,8 @@ if (args.help) {
                         its own database, token_auth_bench
   --no-pin              do not pin server and loader to cores 0 and 1 with taskset
   --keep-db             keep the token_auth_bench database afterwards
+  --compare DIR         also run this plugin's scenarios on the lib/ of another checkout (a candidate
+                        change), as '<scenario>@candidate' rows in the same rotated rounds
   --cpu-prof            run each server with node --cpu-prof (profiles in bench/results/profiles/<scenario>-*/;
                         summarize with: npx tsx bench/profile.ts <dir or file.cpuprofile>)`)
   process.exit(0)
@@ -88,6 +92,11 @@ const pin = !args['no-pin'] && cpus().length >= 2
 const adminUrl = args['database-url'] ?? process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
 let scenarios: Scenario[] = TABLE_SCENARIOS()
+// A candidate lib/ (another checkout) for an A/B in the same run; its rows are keyed '<scenario>@candidate'.
+const CANDIDATE = args.compare === undefined ? undefined : resolvePath(args.compare, 'lib')
+const PLUGIN_SCENARIOS = new Set<Scenario>(['secret', 'db-warm', 'db-cold', 'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg'])
+type Key = Scenario | `${Scenario}@candidate`
+const baseOf = (key: Key): Scenario => key.split('@')[0] as Scenario
 if (args.only !== undefined) {
   const wanted = args.only.split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'none')
   for (const w of wanted) if (!TABLE_SCENARIOS().includes(w as Scenario)) throw new TypeError(`--only: unknown scenario ${w}`)
@@ -146,11 +155,12 @@ async function startLoader (): Promise<Loader> {
 interface ServerStats { cpuUs: number, wallMs: number, eld: { p50: number, p99: number, max: number, mean: number }, rssMb: number }
 interface Server { url: string, start: () => Promise<void>, stop: () => Promise<ServerStats>, close: () => Promise<void> }
 
-async function startServer (scenario: Scenario, config: ServerConfig): Promise<Server> {
+async function startServer (scenario: Scenario, config: ServerConfig, lib?: string): Promise<Server> {
   // One profile per thread (tsx's module hooks run on their own thread): the main thread's is the
   // largest. A scenario's profiles go to a directory of their own.
   const flags = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${PROFILES}${scenario}-${Date.now()}`] : []
-  const child = spawnNode(0, SERVER, [scenario], { ...process.env, BENCH_CONFIG: JSON.stringify(config) }, flags)
+  const env = { ...process.env, BENCH_CONFIG: JSON.stringify(config), ...(lib === undefined ? {} : { BENCH_LIB: lib }) }
+  const child = spawnNode(0, SERVER, [scenario], env, flags)
   const { port } = await nextMessage<{ port: number }>(child, 'ready')
   return {
     url: `http://127.0.0.1:${port}`,
@@ -197,8 +207,9 @@ interface Sample {
   errors: number
 }
 
-async function measure (scenario: Scenario, round: number, loader: Loader, db: BenchDatabase, config: ServerConfig): Promise<Sample> {
-  const server = await startServer(scenario, config)
+async function measure (key: Key, round: number, loader: Loader, db: BenchDatabase, config: ServerConfig): Promise<Sample> {
+  const scenario = baseOf(key)
+  const server = await startServer(scenario, config, key.endsWith('@candidate') ? CANDIDATE : undefined)
   try {
     const { headers, tokens, expect } = plan(scenario, db, config)
     const options: LoadOptions = { url: `${server.url}/r`, headers, tokens, connections, duration }
@@ -231,7 +242,7 @@ const median = (xs: number[]): number => {
 }
 
 interface Row {
-  scenario: Scenario
+  scenario: Key
   rps: number
   ratio: number
   p99: number
@@ -242,7 +253,7 @@ interface Row {
   samples: Sample[]
 }
 
-function summarize (samples: Map<Scenario, Sample[]>): Row[] {
+function summarize (samples: Map<Key, Sample[]>): Row[] {
   const bare = samples.get('bare') ?? []
   const bareOf = (round: number): Sample | undefined => bare.find((s) => s.round === round)
   return [...samples.entries()].map(([scenario, list]) => ({
@@ -275,7 +286,7 @@ const LABELS: Record<Scenario, string> = {
 interface Target { name: string, value: number, min: number, met: boolean }
 
 function targets (rows: Row[]): Target[] {
-  const get = (s: Scenario): Row | undefined => rows.find((r) => r.scenario === s)
+  const get = (s: Key): Row | undefined => rows.find((r) => r.scenario === s)
   const out: Target[] = []
   const add = (name: string, value: number | undefined, min: number): void => {
     if (value !== undefined && !Number.isNaN(value)) out.push({ name, value, min, met: value >= min })
@@ -302,7 +313,7 @@ function markdownTable (rows: Row[]): string {
     '|---|---:|---:|---:|---:|---:|---:|---:|'
   ]
   for (const r of rows) {
-    lines.push(`| ${LABELS[r.scenario]} | ${f0(r.rps)} | ${f2(r.ratio)} | ${f1(r.p99)} | ${f1(r.cpuUsPerReq)} | ${f2(r.cpuRatio)} | ${f0(r.loaderCpuPct)} | ${r.unexpected} |`)
+    lines.push(`| ${LABELS[baseOf(r.scenario)]}${r.scenario.endsWith('@candidate') ? ' **[candidate lib]**' : ''} | ${f0(r.rps)} | ${f2(r.ratio)} | ${f1(r.p99)} | ${f1(r.cpuUsPerReq)} | ${f2(r.cpuRatio)} | ${f0(r.loaderCpuPct)} | ${r.unexpected} |`)
   }
   return lines.join('\n')
 }
@@ -401,15 +412,18 @@ async function main (): Promise<void> {
     poolSize: 10
   }
   const loader = await startLoader()
-  const samples = new Map<Scenario, Sample[]>(scenarios.map((s) => [s, []]))
+  const keys: Key[] = CANDIDATE === undefined
+    ? scenarios
+    : scenarios.flatMap((s): Key[] => PLUGIN_SCENARIOS.has(s) ? [s, `${s}@candidate`] : [s])
+  const samples = new Map<Key, Sample[]>(keys.map((s) => [s, []]))
   const started = new Date()
   let rows: Row[] = []
   let flood: FloodResult | undefined
   try {
-    const step = Math.max(1, Math.floor(scenarios.length / rounds))
-    for (let round = 0; round < rounds && scenarios.length > 0; round++) {
-      const k = (round * step) % scenarios.length
-      const order = [...scenarios.slice(k), ...scenarios.slice(0, k)]
+    const step = Math.max(1, Math.floor(keys.length / rounds))
+    for (let round = 0; round < rounds && keys.length > 0; round++) {
+      const k = (round * step) % keys.length
+      const order = [...keys.slice(k), ...keys.slice(0, k)]
       console.log(`round ${round + 1}/${rounds}: ${order.join(' → ')}`)
       for (const scenario of order) {
         const s = await measure(scenario, round, loader, db, config)

@@ -1,7 +1,8 @@
 /**
  * One bench scenario's server, run as a child process of bench/run.ts (pinned to its own core):
  *
- *   node --import tsx bench/server.ts <scenario>      (BENCH_CONFIG: JSON, see ServerConfig)
+ *   node --import tsx bench/server.ts <scenario>      (BENCH_CONFIG: JSON, see ServerConfig;
+ *                                                       BENCH_PORT: a fixed port, when run by hand)
  *
  * Every scenario serves the same `GET /r` answering `{"hello":"world"}`; only what guards it differs.
  * Talks to the parent over IPC: sends { type: 'ready', port }, answers { type: 'start' } (reset the
@@ -12,10 +13,14 @@ import { createHash } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { eq } from 'drizzle-orm'
+import { pathToFileURL } from 'node:url'
 
 import { SCENARIOS, type Scenario, type ServerConfig } from './scenarios.js'
 
 const body = { hello: 'world' }
+// The plugin under test: this checkout's lib/, or another one's (BENCH_LIB, run.ts --compare).
+const LIB = process.env.BENCH_LIB === undefined ? new URL('../lib/', import.meta.url) : pathToFileURL(process.env.BENCH_LIB.replace(/\/?$/, '/'))
+const lib = async <T>(file: string): Promise<T> => await import(new URL(file, LIB).href) as T
 
 async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: FastifyInstance, close: () => Promise<void> }> {
   const app = Fastify({ logger: false })
@@ -34,7 +39,7 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
     }
 
     case 'secret': {
-      const { default: tokenAuth, SecretTokenAuthProvider } = await import('../lib/index.js')
+      const { default: tokenAuth, SecretTokenAuthProvider } = await lib<typeof import('../lib/index.js')>('index.js')
       await app.register(tokenAuth, { provider: new SecretTokenAuthProvider({ tokens: config.secrets ?? [] }) })
       app.get('/r', { preHandler: app.auth }, async () => body)
       break
@@ -74,8 +79,8 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
       // This plugin on the database provider. Warm: default cache. Cold: `drizzle: { cache: false }`.
       // The rejection scenarios use the default cache (reject-unknown-cold turns it off, so every
       // unknown token reaches the database; reject-unknown-neg keeps the negative cache on).
-      const { default: tokenAuth } = await import('../lib/index.js')
-      const { createDatabase } = await import('../lib/store/database.js')
+      const { default: tokenAuth } = await lib<typeof import('../lib/index.js')>('index.js')
+      const { createDatabase } = await lib<typeof import('../lib/store/database.js')>('store/database.js')
       const database = await createDatabase(config.url, { max: config.poolSize ?? 10 })
       const cold = scenario === 'db-cold' || scenario === 'reject-unknown-cold'
       await app.register(tokenAuth, {
@@ -95,7 +100,7 @@ async function main (): Promise<void> {
   if (!SCENARIOS.includes(scenario)) throw new Error(`unknown scenario ${scenario}; one of ${SCENARIOS.join(', ')}`)
   const config: ServerConfig = JSON.parse(process.env.BENCH_CONFIG ?? '{}')
   const { app, close } = await build(scenario, config)
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  await app.listen({ host: '127.0.0.1', port: Number(process.env.BENCH_PORT ?? 0) })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
 
@@ -124,7 +129,8 @@ async function main (): Promise<void> {
       app.close().then(close).finally(() => process.exit(0))
     }
   })
-  process.send?.({ type: 'ready', port, pid: process.pid })
+  if (process.send === undefined) console.log(`${scenario}: listening on http://127.0.0.1:${port}/r`) // run by hand
+  else process.send({ type: 'ready', port, pid: process.pid })
 }
 
 main().catch((err) => {
