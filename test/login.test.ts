@@ -399,6 +399,45 @@ t.test('the store fails: 503 with Retry-After and a generic message, never 500',
   t.equal(issuing.headers['retry-after'], '7')
 })
 
+t.test('the store does not answer: 503 after routes.timeout, and a token issued too late is revoked', async (t) => {
+  const app = await build({ timeout: 150 })
+  t.teardown(() => app.close())
+  await app.tokenAuth.service.createUser('slow', PASSWORD)
+  const token = (await login(app, { username: 'slow', password: PASSWORD })).json().token
+  const svc = app.tokenAuth.service as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  const proto = Object.getPrototypeOf(svc) as typeof svc
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  const hang = () => new Promise<never>(() => {})
+  const restore = () => { for (const m of ['verifyCredentials', 'issueToken', 'revokeTokenByHash', 'revokeAllTokens']) delete svc[m] }
+  t.teardown(restore)
+
+  svc.verifyCredentials = hang
+  svc.revokeTokenByHash = hang
+  svc.revokeAllTokens = hang
+  for (const res of [
+    await login(app, { username: 'slow', password: PASSWORD }),
+    await app.inject({ method: 'POST', url: '/logout', headers: bearer(token) }),
+    await app.inject({ method: 'POST', url: '/logout/all', headers: bearer(token) })
+  ]) {
+    t.equal(res.statusCode, 503)
+    t.equal(res.headers['retry-after'], '5')
+    t.equal(res.json().code, 'FST_TOKEN_AUTH_UNAVAILABLE')
+  }
+  restore()
+
+  const before = (await app.tokenAuth.service.listTokens('slow')).length
+  svc.issueToken = async function (this: unknown, ...args: unknown[]) {
+    await sleep(400)
+    return await proto.issueToken.apply(this, args)
+  }
+  const late = await login(app, { username: 'slow', password: PASSWORD })
+  t.equal(late.statusCode, 503, 'issuing took too long')
+  await sleep(700)
+  t.equal((await app.tokenAuth.service.listTokens('slow')).length, before, 'the token committed after the 503 was revoked')
+  restore()
+  t.equal((await login(app, { username: 'slow', password: PASSWORD })).statusCode, 200)
+})
+
 t.test('a real outage: the database connection is gone', { skip: url === undefined ? 'needs PostgreSQL (DATABASE_URL)' : false }, async (t) => {
   const own = await createDatabase(url, { max: 2 })
   const app = Fastify()
@@ -445,7 +484,8 @@ t.test('options are checked at registration, with clear messages', async (t) => 
     [{ throttle: { perIp: -1 } }, /routes\.throttle\.perIp/],
     [{ throttle: { timeWindow: '15 minutes' } }, /routes\.throttle\.timeWindow must be a positive integer number of milliseconds/],
     [{ throttle: { max: 5 } }, /unknown option routes\.throttle\.max/],
-    [{ securityScheme: '' }, /routes\.securityScheme/]
+    [{ securityScheme: '' }, /routes\.securityScheme/],
+    [{ timeout: 0 }, /routes\.timeout must be a positive integer number of milliseconds/]
   ]
   for (const [routes, message] of cases) {
     const app = Fastify()

@@ -52,6 +52,10 @@ export interface LoginRoutesOptions {
    * `bearerAuth`; `false` leaves `security` out (for an app that declares no such scheme: @fastify/swagger
    * fails on a `security` naming an undeclared scheme). */
   securityScheme?: string | false
+  /** Longest a route waits for the token store, in milliseconds (the password check included: it
+   * reads the user), before answering 503 with Retry-After, e.g. when the database accepts
+   * connections but never answers. Default 10,000. */
+  timeout?: number
 }
 
 /** What the plugin adds to the user's options. */
@@ -66,8 +70,9 @@ export interface LoginRoutesContext {
 }
 
 const OPTION_KEYS = new Set([
-  'login', 'logout', 'logoutAll', 'loginGuard', 'tokenExpiresIn', 'tokenScopes', 'throttle', 'securityScheme'
+  'login', 'logout', 'logoutAll', 'loginGuard', 'tokenExpiresIn', 'tokenScopes', 'throttle', 'securityScheme', 'timeout'
 ])
+export const DEFAULT_STORE_TIMEOUT = 10_000
 /** Largest /login body accepted, in bytes: the longest legal fields, fully \u-escaped, fit. */
 export const LOGIN_BODY_LIMIT = 16 * 1024
 const DEFAULT_TOKEN_NAME = 'login'
@@ -168,6 +173,7 @@ export interface ResolvedLoginRoutesOptions {
   tokenScopes: string[]
   throttle: Required<LoginThrottleOptions> | false
   securityScheme: string | false
+  timeout: number
 }
 
 /**
@@ -178,7 +184,7 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLo
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new TypeError('fastify-token-auth: the routes option must be an object or false')
   for (const key of Object.keys(opts)) {
     if (!OPTION_KEYS.has(key)) {
-      throw new TypeError(`fastify-token-auth: unknown option routes.${key} (known: login, logout, logoutAll, loginGuard, tokenExpiresIn, tokenScopes, throttle, securityScheme)`)
+      throw new TypeError(`fastify-token-auth: unknown option routes.${key} (known: login, logout, logoutAll, loginGuard, tokenExpiresIn, tokenScopes, throttle, securityScheme, timeout)`)
     }
   }
   const login = checkPath('login', opts.login, '/login')
@@ -203,6 +209,10 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLo
   if (securityScheme !== false && (typeof securityScheme !== 'string' || securityScheme === '')) {
     throw new TypeError('fastify-token-auth: routes.securityScheme must be the name of an OpenAPI security scheme or false')
   }
+  const timeout = opts.timeout ?? DEFAULT_STORE_TIMEOUT
+  if (typeof timeout !== 'number' || !Number.isSafeInteger(timeout) || timeout < 1) {
+    throw new TypeError(`fastify-token-auth: routes.timeout must be a positive integer number of milliseconds, got ${String(timeout)}`)
+  }
   return {
     login,
     logout,
@@ -211,7 +221,8 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLo
     tokenExpiresIn,
     tokenScopes: [...new Set(scopes)],
     throttle: resolveThrottleOptions(opts.throttle),
-    securityScheme
+    securityScheme,
+    timeout
   }
 }
 
@@ -220,6 +231,13 @@ export function defaultTokenName (userAgent: string | undefined): string {
   if (typeof userAgent !== 'string') return DEFAULT_TOKEN_NAME
   const name = userAgent.replace(CONTROL_RE_G, '').trim().slice(0, TOKEN_NAME_MAX_LENGTH).trim()
   return name === '' ? DEFAULT_TOKEN_NAME : name
+}
+
+class StoreTimeoutError extends Error {
+  constructor (ms: number) {
+    super(`the token store did not answer within ${ms} ms`)
+    this.name = 'StoreTimeoutError'
+  }
 }
 
 function accountOf (username: string): string | null {
@@ -245,6 +263,15 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
   // `security` on the guarded routes (and an explicit none on an open /login), unless turned off.
   const security = o.securityScheme === false ? undefined : [{ [o.securityScheme]: [] }]
   const openSecurity = o.securityScheme === false ? undefined : []
+
+  /** The store's answer, or a rejection once `o.timeout` ms have passed (the call itself goes on). */
+  function inTime<T> (promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new StoreTimeoutError(o.timeout)), o.timeout)
+    })
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+  }
 
   function unavailable (request: FastifyRequest, err: unknown, what: string): FastifyError {
     request.log.error({ err }, `fastify-token-auth: ${what}: token store unavailable`)
@@ -323,7 +350,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
           try {
             let user
             try {
-              user = await service.verifyCredentials(body.username, body.password)
+              user = await inTime(service.verifyCredentials(body.username, body.password))
             } catch (err) {
               throw unavailable(request, err, 'login')
             }
@@ -339,15 +366,20 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
               throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
             }
             let issued
+            const issuing = service.issueToken(user.id, {
+              name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
+              scopes: o.tokenScopes,
+              expiresIn: o.tokenExpiresIn
+            })
             try {
-              issued = await service.issueToken(user.id, {
-                name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
-                scopes: o.tokenScopes,
-                expiresIn: o.tokenExpiresIn
-              })
+              issued = await inTime(issuing)
             } catch (err) {
               // Deactivated or deleted between the password check and now: as if it were wrong.
               if (err instanceof TokenServiceError) throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
+              if (err instanceof StoreTimeoutError) {
+                // The client gets a 503: a token committed after that would belong to no one.
+                issuing.then((late) => service.revokeToken(late.id), () => {}).catch(() => {})
+              }
               throw unavailable(request, err, 'login')
             }
             reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
@@ -392,7 +424,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
           const token = storeToken(request)
           try {
             // Idempotent: a token revoked meanwhile by a concurrent call is just as logged out.
-            await service.revokeTokenByHash(hashToken(token))
+            await inTime(service.revokeTokenByHash(hashToken(token)))
           } catch (err) {
             throw unavailable(request, err, 'logout')
           }
@@ -417,7 +449,7 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
           const user = (request as unknown as Record<string, unknown>)[userProperty] as { id?: unknown } | null
           if (typeof user?.id !== 'number') throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
           try {
-            await service.revokeAllTokens(user.id)
+            await inTime(service.revokeAllTokens(user.id))
           } catch (err) {
             throw unavailable(request, err, 'logout')
           }
