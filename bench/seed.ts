@@ -61,7 +61,10 @@ export async function seedBenchDatabase (opts: SeedOptions): Promise<BenchDataba
     const more = Array.from({ length: pool - 1 }, () => generateToken())
     await (database.sql as postgres.Sql).unsafe(
       `insert into token_auth_tokens (user_id, token_hash, prefix, name)
-       select $1, h, 'tat_pool', 'bench pool' from unnest($2::text[]) as h`, [user.id, more.map(hashToken)])
+       select $1, h, 'tat_pool', 'bench pool' from unnest($2::text[]) as h`,
+      // An array literal (hex strings need no quoting): createDatabase turns postgres.js's type
+      // fetching off, so it would not serialize a JS array as text[].
+      [user.id, `{${more.map(hashToken).join(',')}}`])
     const tokens = [token, ...more]
     const filler = opts.tokens ?? 0
     if (filler > 0) {
@@ -100,6 +103,9 @@ export async function seedBenchDatabase (opts: SeedOptions): Promise<BenchDataba
         await admin.end({ timeout: 5 })
       }
     }
+  } catch (err) {
+    await admin.end({ timeout: 5 })
+    throw err
   } finally {
     await database.close()
   }
