@@ -1,11 +1,12 @@
 // POST /login, /logout and /logout/all on a real database (one fresh database for this file):
 // answers, hostile bodies, what is stored, expiry, revocation, the guarded native-app flow, options.
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type InjectOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type InjectOptions, type onRequestHookHandler } from 'fastify'
 import tokenAuth, { SecretTokenAuthProvider, errorCodes, type TokenAuthOptions } from '../lib/index.js'
-import type { LoginRoutesOptions } from '../lib/routes/login.js'
+import { defaultTokenName, loginRoutes, type LoginRoutesOptions } from '../lib/routes/login.js'
+import { UserInactiveError } from '../lib/store/service.js'
 import { createDatabase, type Database } from '../lib/store/database.js'
-import { hashToken } from '../lib/store/token-format.js'
+import { generateToken, hashToken } from '../lib/store/token-format.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase } from './helpers/db.js'
 
 const { database, url } = await freshDatabase(t)
@@ -485,7 +486,8 @@ t.test('options are checked at registration, with clear messages', async (t) => 
     [{ throttle: { timeWindow: '15 minutes' } }, /routes\.throttle\.timeWindow must be a positive integer number of milliseconds/],
     [{ throttle: { max: 5 } }, /unknown option routes\.throttle\.max/],
     [{ securityScheme: '' }, /routes\.securityScheme/],
-    [{ timeout: 0 }, /routes\.timeout must be a positive integer number of milliseconds/]
+    [{ timeout: 0 }, /routes\.timeout must be a positive integer number of milliseconds/],
+    ['yes', /the routes option must be an object or false/]
   ]
   for (const [routes, message] of cases) {
     const app = Fastify()
@@ -499,3 +501,46 @@ t.test('options are checked at registration, with clear messages', async (t) => 
 function structuredCloneSafe (value: unknown): unknown {
   try { return structuredClone(value) } catch { return value }
 }
+
+t.test('loginRoutes checks what the plugin gives it', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const other = await build(false)
+  t.teardown(() => other.close())
+  const service = other.tokenAuth.service
+  const auth: onRequestHookHandler = (_request, _reply, done) => done()
+  t.throws(() => loginRoutes(app, { service: undefined as never, auth }), /need a TokenService/)
+  t.throws(() => loginRoutes(app, { service, auth: undefined as never }), /need the plugin's auth hook/)
+  t.throws(() => loginRoutes(app, { service, auth, retryAfter: -1 }), /retryAfter must be a whole number/)
+  t.equal(defaultTokenName(undefined), 'login')
+  t.equal(defaultTokenName('\u0085\u0000 '), 'login')
+  t.equal(defaultTokenName('curl/8.5.0'), 'curl/8.5.0')
+})
+
+t.test('all three routes off: nothing registered', async (t) => {
+  const app = await build({ login: false, logout: false, logoutAll: false })
+  t.teardown(() => app.close())
+  for (const url of ['/login', '/logout', '/logout/all']) t.equal((await app.inject({ method: 'POST', url })).statusCode, 404, url)
+})
+
+t.test('a user deactivated between the password check and the token: the same 401', async (t) => {
+  const app = await build()
+  t.teardown(() => app.close())
+  const svc = app.tokenAuth.service as unknown as Record<string, unknown>
+  svc.issueToken = async () => { throw new UserInactiveError('alice') }
+  t.teardown(() => { delete svc.issueToken })
+  const res = await login(app, { username: 'alice', password: PASSWORD })
+  t.equal(res.statusCode, 401)
+  t.equal(res.json().code, 'FST_TOKEN_AUTH_BAD_CREDENTIALS')
+})
+
+t.test('/logout/all with a store-format token another provider resolved to a non-database user: 403', async (t) => {
+  const lookalike = generateToken()
+  const impostor = { getUser: (token: string) => token === lookalike ? { id: 'ext-1', username: 'external' } : null }
+  const app = await build({}, { provider: impostor })
+  t.teardown(() => app.close())
+  t.equal((await me(app, lookalike)).statusCode, 200)
+  const res = await app.inject({ method: 'POST', url: '/logout/all', headers: bearer(lookalike) })
+  t.equal(res.statusCode, 403)
+  t.equal(res.json().code, 'FST_TOKEN_AUTH_NOT_REVOCABLE')
+})

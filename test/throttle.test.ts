@@ -217,3 +217,33 @@ t.test('the counter store fails (e.g. the app\'s Redis is down): 503 with Retry-
   t.equal((await login(app, 'bob', 'wrong')).statusCode, 401)
   t.equal((await login(app, 'bob', 'wrong')).statusCode, 429)
 })
+
+t.test('the app\'s allowList (on its own @fastify/rate-limit) exempts addresses from the login throttle', async (t) => {
+  const app = await build({ throttle: { perAccount: 2, perIp: 2 } }, async (app) => {
+    await app.register(rateLimit, { global: false, allowList: (request) => request.ip === '10.9.9.9' })
+  })
+  t.teardown(() => app.close())
+  const trusted: number[] = []
+  for (let i = 0; i < 6; i++) trusted.push((await login(app, 'frank', 'wrong', from('10.9.9.9'))).statusCode)
+  t.same(trusted, Array(6).fill(401))
+  t.equal((await login(app, 'frank', PASSWORD, from('10.9.9.9'))).statusCode, 200)
+  t.equal((await login(app, 'frank', 'wrong', from('10.1.1.1'))).statusCode, 401)
+  t.equal((await login(app, 'frank', 'wrong', from('10.1.1.1'))).statusCode, 401)
+  t.equal((await login(app, 'frank', 'wrong', from('10.1.1.1'))).statusCode, 429)
+})
+
+t.test('one limit alone; a flood of waiting attempts is cut off', async (t) => {
+  const ipOnly = await build({ throttle: { perAccount: false, perIp: 2 } })
+  t.teardown(() => ipOnly.close())
+  t.same(statuses([
+    await login(ipOnly, 'grace', 'wrong'), await login(ipOnly, 'heidi', 'wrong'), await login(ipOnly, 'ivan', PASSWORD)
+  ]), [401, 401, 429])
+
+  const accountOnly = await build({ throttle: { perAccount: 1, perIp: false } })
+  t.teardown(() => accountOnly.close())
+  // 1 runs, 1,000 wait for it, the rest are refused at once; then the waiting ones learn the account is spent.
+  const flood = await Promise.all(Array.from({ length: 1010 }, () => login(accountOnly, 'carol', 'wrong')))
+  t.equal(statuses(flood).filter((s) => s === 401).length, 1)
+  t.equal(statuses(flood).filter((s) => s === 429).length, 1009)
+  t.equal((await login(accountOnly, 'dave', PASSWORD)).statusCode, 200, 'other accounts unaffected')
+})
