@@ -9,10 +9,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import tokenAuth from '../lib/index.js'
-import { ping, type ListenFn, type TokenAuthDatabase } from '../lib/store/database.js'
-import { users } from '../lib/store/schema.js'
-import type { TokenService, TokenServiceOptions } from '../lib/store/service.js'
+import tokenAuth, { users, type ListenFn, type TokenAuthDatabase, type TokenService, type TokenServiceOptions } from '../lib/index.js'
+import { ping } from '../lib/store/database.js'
 
 /**
  * Fastify's logger with the credentials taken out. Fastify's default request serializer logs the

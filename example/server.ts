@@ -10,7 +10,7 @@
  * `admin` with a random password, printed once with curl lines to try it (the CLI cannot open the
  * embedded database while this process holds it). SIGINT/SIGTERM close the app, then the database.
  */
-import { createDatabase, EmbeddedDatabaseBusyError, migrate, type Database } from '../lib/store/database.js'
+import { createDatabase, EmbeddedDatabaseBusyError, migrate, type Database } from '../lib/index.js'
 import { banner, buildServer, createFirstUser } from './app.js'
 
 const port = parsePort(process.env.PORT)
