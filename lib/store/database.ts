@@ -78,6 +78,42 @@ export class EmbeddedDatabaseBusyError extends Error {
 }
 
 export const DEFAULT_DATA_DIR = '.data'
+// Errors with which postgres.js fails the queries of a connection whose socket has closed.
+const CONNECTION_LOST = new Set(['CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'ECONNRESET', 'EPIPE'])
+
+/** The error (or the error Drizzle wrapped in a DrizzleQueryError's `cause`) says the socket is gone. */
+function connectionLost (err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 3; e = (e as { cause?: unknown }).cause, depth++) {
+    if (CONNECTION_LOST.has((e as { code?: unknown }).code as string)) return true
+  }
+  return false
+}
+
+/**
+ * postgres.js (3.4.9) answers a transaction callback's failure with a ROLLBACK on the same connection;
+ * when the failure was the connection closing, that write runs in a setImmediate on a null socket and
+ * throws a TypeError no one can catch: the process dies (upstream porsager/postgres PR #1209). Its
+ * `begin` already rejects the caller as soon as the connection closes (it races the callback with the
+ * connection's onclose), so when the callback failed because the connection is gone, the callback's
+ * promise is left pending instead: no ROLLBACK is attempted (the server rolls back a transaction whose
+ * session ended), and the caller still gets the connection error.
+ */
+function guardTransactions (client: postgres.Sql): void {
+  const begin = client.begin.bind(client) as (options: string, fn: (sql: unknown) => unknown) => Promise<unknown>
+  const guarded = (options: unknown, fn?: (sql: unknown) => unknown): Promise<unknown> => {
+    if (fn === undefined) return guarded('', options as (sql: unknown) => unknown)
+    return begin(options as string, async (sql) => {
+      try {
+        return await fn(sql)
+      } catch (err) {
+        if (connectionLost(err)) return await new Promise<never>(() => {})
+        throw err
+      }
+    })
+  }
+  client.begin = guarded as unknown as postgres.Sql['begin']
+}
+
 /** Seconds between reconnect attempts after `retries` failures: 50 ms doubling, at most 1 s, jittered. */
 function reconnectBackoff (retries: number): number {
   return Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2)
@@ -129,6 +165,7 @@ function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
     backoff: reconnectBackoff,
     onnotice: () => {}
   })
+  guardTransactions(client)
   const db = drizzlePostgres(client, { schema })
   let closed: Promise<void> | undefined
   return {
