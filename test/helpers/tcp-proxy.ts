@@ -14,6 +14,7 @@ export class TcpProxy {
   #mode: ProxyMode = 'down'
   readonly #sockets = new Set<net.Socket>()
   readonly #held: net.Socket[] = []
+  readonly #upstreams = new Set<net.Socket>()
   /** Connections accepted, in all. */
   accepted = 0
 
@@ -65,6 +66,16 @@ export class TcpProxy {
     for (const s of this.#sockets) s.pause()
   }
 
+  /** Holds PostgreSQL's answers (queries still reach the server and run; their results wait). */
+  holdResponses (): void {
+    for (const s of this.#upstreams) s.pause()
+  }
+
+  /** Delivers the held answers. */
+  releaseResponses (): void {
+    for (const s of this.#upstreams) s.resume()
+  }
+
   /** Ends a partition, everything held delivered (TCP retransmits): held connections are forwarded. */
   heal (): void {
     this.#mode = 'up'
@@ -96,6 +107,8 @@ export class TcpProxy {
   #forward (client: net.Socket): void {
     const upstream = net.connect(this.#target.port, this.#target.host)
     this.#sockets.add(upstream)
+    this.#upstreams.add(upstream)
+    upstream.on('close', () => this.#upstreams.delete(upstream))
     upstream.on('error', () => {})
     upstream.on('close', () => { this.#sockets.delete(upstream); client.destroy() })
     client.on('close', () => upstream.destroy())
