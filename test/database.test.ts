@@ -3,10 +3,10 @@ import t from 'tap'
 // on-disk PGlite (initdb) is slow on a loaded machine
 t.setTimeout(300_000)
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
 import {
-  createDatabase, EmbeddedDatabaseBusyError, migrate, MIGRATIONS_FOLDER, validateChannel
+  createDatabase, EmbeddedDatabaseBusyError, migrate, MIGRATIONS_FOLDER, ping, validateChannel
 } from '../lib/store/database.js'
 import { databaseUrl, freshDatabase, query, requirePostgres } from './helpers/db.js'
 
@@ -61,7 +61,9 @@ t.test('embedded PGlite: a lock file keeps a second opener out', async (t) => {
 
   const again = await createDatabase(undefined, { dataDir })
   t.same(await query(again, 'select username from token_auth_users'), [{ username: 'persisted' }], 'data persisted on disk')
+  rmSync(lock)
   await again.close()
+  t.notOk(existsSync(lock), 'a lock removed meanwhile: close() does not mind')
 
   // A lock file that is not ours is not removed by our close.
   const third = await createDatabase(undefined, { dataDir })
@@ -70,8 +72,45 @@ t.test('embedded PGlite: a lock file keeps a second opener out', async (t) => {
   t.equal(readFileSync(lock, 'utf8'), 'someone else\n')
 })
 
+t.test('lock: a holder this user may not signal counts as alive; a failed open releases the lock', async (t) => {
+  const base = t.testdir({})
+  const dataDir = path.join(base, 'a')
+  mkdirSync(dataDir, { recursive: true })
+  writeFileSync(path.join(dataDir, 'LOCK'), '4242\n')
+  const kill = process.kill
+  process.kill = ((pid: number, signal?: string | number) => {
+    if (pid === 4242) throw Object.assign(new Error('kill EPERM'), { code: 'EPERM' })
+    return kill.call(process, pid, signal)
+  }) as typeof process.kill
+  try {
+    await t.rejects(createDatabase(undefined, { dataDir }), { name: 'EmbeddedDatabaseBusyError', pid: 4242 })
+  } finally {
+    process.kill = kill
+  }
+  t.match(new EmbeddedDatabaseBusyError('/x', undefined).message, /^the embedded database at \/x is busy: it is open in another process\. /)
+
+  const { createDatabase: create } = await t.mockImport<typeof import('../lib/store/database.js')>('../lib/store/database.js', {
+    '@electric-sql/pglite': { ...await import('@electric-sql/pglite'), PGlite: { create: async () => { throw new Error('cannot start') } } }
+  })
+  const other = path.join(base, 'b')
+  mkdirSync(other)
+  writeFileSync(path.join(other, 'LOCK'), 'garbage')
+  await t.rejects(create(undefined, { dataDir: other }), /cannot start/, 'an unreadable lock is taken over')
+  t.notOk(existsSync(path.join(other, 'LOCK')), 'lock released when PGlite fails to start')
+
+  // the default directory is ./.data
+  t.chdir(base)
+  const holder = spawn('sleep', ['30'], { stdio: 'ignore' })
+  t.teardown(() => { holder.kill('SIGKILL') })
+  mkdirSync(path.join(base, '.data'))
+  writeFileSync(path.join(base, '.data', 'LOCK'), `${holder.pid}`)
+  await t.rejects(createDatabase(), { name: 'EmbeddedDatabaseBusyError', dataDir: path.join(base, '.data') })
+})
+
 t.test('listen/unlisten on the database kind in use', async (t) => {
   const { database } = await freshDatabase(t)
+  await ping(database.db)
+  t.pass('ping')
   const got: string[] = []
   const unlisten = await database.listen('some_channel', (p) => got.push(p))
   await query(database, "select pg_notify('some_channel', 'hello')")
@@ -87,7 +126,8 @@ t.test('listen/unlisten on the database kind in use', async (t) => {
 t.test('postgres.js: listen on one database, notify from another client', async (t) => {
   if (!requirePostgres(t)) return
   const { url, database } = await freshDatabase(t)
-  const other = await createDatabase(url, { max: 1 })
+  const other = await createDatabase(url)
+  await query(other, 'drop table if exists nothing_here') // a NOTICE, silenced
   t.teardown(() => other.close())
   t.equal(other.kind, 'postgres')
   t.equal(other.url, url)
@@ -106,6 +146,8 @@ t.test('in-memory PGlite and channel names', async (t) => {
   const mem = await createDatabase(undefined, { memory: true })
   t.equal(mem.kind, 'pglite')
   t.equal(mem.dataDir, undefined)
+  const early = await mem.listen('c', () => {})
+  await early()
   const unlisten = await mem.listen('c', () => {})
   await mem.close()
   await unlisten()

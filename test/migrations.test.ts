@@ -4,6 +4,10 @@ import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import postgres from 'postgres'
+import { drizzle } from 'drizzle-orm/postgres-js'
+import { getTableConfig } from 'drizzle-orm/pg-core'
+import { tokens, users } from '../lib/store/schema.js'
 import { migrate, MIGRATIONS_FOLDER, MIGRATIONS_TABLE, type Database } from '../lib/store/database.js'
 import { freshDatabase, query, requirePostgres } from './helpers/db.js'
 
@@ -41,6 +45,23 @@ t.test('migrations apply to an empty database; a second run changes nothing', as
   t.ok(idx.some((r) => /INDEX token_auth_tokens_user_id_idx .*\(user_id\)/.test(r.indexdef)), 'index on user_id')
   const fk = await query<{ def: string }>(database, "select pg_get_constraintdef(oid) as def from pg_constraint where contype = 'f' and conrelid = 'token_auth_tokens'::regclass")
   t.match(fk[0].def, /REFERENCES token_auth_users\(id\) ON DELETE CASCADE/)
+})
+
+t.test('migrate() on a drizzle database the app built (no URL: no advisory lock)', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, database } = await freshDatabase(t, { migrate: false })
+  const client = postgres(url!, { max: 1, onnotice: () => {} })
+  t.teardown(() => client.end({ timeout: 5 }))
+  await migrate({ db: drizzle(client), kind: 'postgres' })
+  t.equal((await query(database, `select count(*)::int as n from drizzle.${MIGRATIONS_TABLE}`))[0].n, 1)
+})
+
+t.test('the schema objects: foreign key with cascade, indexes', async (t) => {
+  const config = getTableConfig(tokens)
+  t.equal(config.name, 'token_auth_tokens')
+  t.equal(config.foreignKeys[0].onDelete, 'cascade')
+  t.equal(getTableConfig(config.foreignKeys[0].reference().foreignTable).name, getTableConfig(users).name)
+  t.same(config.indexes.map((i) => i.config.name), ['token_auth_tokens_user_id_idx'])
 })
 
 t.test('concurrent migrate() calls (several processes starting at once) are serialized', async (t) => {

@@ -85,6 +85,7 @@ t.test('verifyCredentials: inactive user is refused; rehash on login when parame
   await service.deactivateUser('dave')
   t.equal(await service.verifyCredentials('dave', PW), null, 'inactive user: same null as a wrong password')
   await t.rejects(service.issueToken(id), UserInactiveError)
+  await t.rejects(service.issueToken('Dave'), { name: 'UserInactiveError', message: 'user "Dave" is deactivated' })
   await t.rejects(service.deactivateUser('nobody'), UserNotFoundError)
 })
 
@@ -111,9 +112,9 @@ t.test('tokens: issue, stored hashed, list, expiry', async (t) => {
     t.notOk(row.includes(forever.token.slice(8)))
   }
   const [stored] = await query<Record<string, unknown>>(database,
-    'select token_hash, prefix, name, scopes, expires_at, last_used_at, user_id::int as user_id from token_auth_tokens where id = $1', [issued.id])
+    'select token_hash, prefix, name, array_to_json(scopes)::text as scopes, expires_at, last_used_at, user_id::int as user_id from token_auth_tokens where id = $1', [issued.id])
   t.match(stored, {
-    token_hash: hashToken(issued.token), prefix: issued.token.slice(0, 8), name: 'laptop', scopes: ['read', 'write'], last_used_at: null, user_id: userId
+    token_hash: hashToken(issued.token), prefix: issued.token.slice(0, 8), name: 'laptop', scopes: '["read","write"]', last_used_at: null, user_id: userId
   })
   t.equal(toDate(stored.expires_at).getTime(), issued.expiresAt!.getTime(), 'expires_at stored as returned')
 

@@ -97,6 +97,7 @@ t.test('hashToken is the hex SHA-256 of the whole token; tokenPrefix is short', 
   t.equal(tokenPrefix(token), token.slice(0, 8))
   t.match(tokenPrefix(token), /^tat_[0-9A-Za-z]{4}$/)
   t.match(tokenPrefix(generateToken('myapp')), /^myapp_[0-9A-Za-z]{4}$/, 'custom prefix: prefix_ + 4 characters')
+  t.equal(tokenPrefix('abcdefghijkl'), 'abcdefgh', 'no separator: the first 8 characters')
 })
 
 t.test('hashToken falls back to createHash without crypto.hash', async (t) => {

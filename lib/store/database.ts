@@ -233,6 +233,17 @@ function pidIsAlive (pid: number): boolean {
   }
 }
 
+function readPid (lockPath: string): number | undefined {
+  let text: string
+  try {
+    text = fs.readFileSync(lockPath, 'utf8')
+  } catch {
+    return undefined
+  }
+  const pid = Number(text.trim())
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+}
+
 /** Takes `<dataDir>/LOCK` (pid inside) or throws EmbeddedDatabaseBusyError; returns the release function. */
 function acquireLock (dataDir: string): () => void {
   fs.mkdirSync(dataDir, { recursive: true })
@@ -243,28 +254,22 @@ function acquireLock (dataDir: string): () => void {
       fs.writeFileSync(lockPath, content, { flag: 'wx' })
       break
     } catch (err) {
+      /* c8 ignore next -- EACCES, EROFS...: the file system, not another process */
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      let pid: number | undefined
-      try {
-        pid = Number.parseInt(fs.readFileSync(lockPath, 'utf8'), 10)
-      } catch {}
-      // Held by a live process (this one included: two PGlite instances on one directory lose data).
-      if (pid !== undefined && Number.isInteger(pid) && pid > 0 && pidIsAlive(pid)) {
-        throw new EmbeddedDatabaseBusyError(dataDir, pid)
-      }
-      if (attempt > 0) throw new EmbeddedDatabaseBusyError(dataDir, undefined)
-      // Stale lock of a dead process: take it over.
-      try { fs.unlinkSync(lockPath) } catch {}
     }
+    const pid = readPid(lockPath)
+    // Held by a live process (this one included: two PGlite instances on one directory lose data).
+    if (pid !== undefined && pidIsAlive(pid)) throw new EmbeddedDatabaseBusyError(dataDir, pid)
+    /* c8 ignore next -- a race: another process took over the same stale lock first */
+    if (attempt > 0) throw new EmbeddedDatabaseBusyError(dataDir, pid)
+    // Stale: left by a dead process (crash, kill -9), or unreadable. Take it over.
+    fs.rmSync(lockPath, { force: true })
   }
-  let released = false
+  // Called once: by close() (memoized) or at process exit, whichever comes first.
   const release = (): void => {
-    if (released) return
-    released = true
     process.removeListener('exit', release)
-    try {
-      if (fs.readFileSync(lockPath, 'utf8') === content) fs.unlinkSync(lockPath)
-    } catch {}
+    // Only our own lock (never one another process took over meanwhile).
+    if (readPid(lockPath) === process.pid) fs.rmSync(lockPath, { force: true })
   }
   process.once('exit', release)
   return release

@@ -35,24 +35,30 @@ export function validateTokenPrefix (prefix: string): string {
   return prefix
 }
 
-const crc32: (data: string | Uint8Array) => number = (zlib as unknown as { crc32?: (d: string | Uint8Array) => number }).crc32 ?? crc32Fallback
+const nativeCrc32 = (zlib as unknown as { crc32?: (d: string) => number }).crc32
 
-let crcTable: Uint32Array | undefined
-/** Pure-JS CRC32 (IEEE), only used on Node versions without zlib.crc32 (< 20.15). */
-function crc32Fallback (data: string | Uint8Array): number {
-  if (crcTable === undefined) {
-    crcTable = new Uint32Array(256)
-    for (let n = 0; n < 256; n++) {
-      let c = n
-      for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-      crcTable[n] = c >>> 0
-    }
+/** CRC32 (IEEE) table for the pure-JS fallback; only built on Node versions without zlib.crc32 (< 20.15). */
+const CRC_TABLE: Uint32Array | undefined = nativeCrc32 === undefined ? makeCrcTable() : undefined
+
+function makeCrcTable (): Uint32Array {
+  const table = new Uint32Array(256)
+  for (let n = 0; n < 256; n++) {
+    let c = n
+    for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
+    table[n] = c >>> 0
   }
-  const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : data
+  return table
+}
+
+/** Pure-JS CRC32 of an ASCII string (the random part of a token is base62). */
+function crc32Fallback (data: string): number {
+  const table = CRC_TABLE as Uint32Array
   let crc = 0xffffffff
-  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8)
+  for (let i = 0; i < data.length; i++) crc = table[(crc ^ data.charCodeAt(i)) & 0xff] ^ (crc >>> 8)
   return (crc ^ 0xffffffff) >>> 0
 }
+
+const crc32: (data: string) => number = nativeCrc32 ?? crc32Fallback
 
 function encodeChecksum (crc: number): string {
   let out = ''
