@@ -2,7 +2,7 @@
 // authenticated and rejected requests, logouts, and a store outage contains no token and no password,
 // and no error response echoes one.
 import t from 'tap'
-import Fastify, { type LightMyRequestResponse } from 'fastify'
+import Fastify, { type InjectOptions, type LightMyRequestResponse } from 'fastify'
 import tokenAuth, { SecretTokenAuthProvider } from '../lib/index.js'
 import { createDatabase } from '../lib/store/database.js'
 import { generateToken } from '../lib/store/token-format.js'
@@ -33,8 +33,8 @@ t.test('no token and no password in the logs or in error responses', async (t) =
   t.teardown(() => app.close())
 
   const responses: LightMyRequestResponse[] = []
-  const send = async (opts: Parameters<typeof app.inject>[0]): Promise<LightMyRequestResponse> => {
-    const res = await app.inject(opts as never)
+  const send = async (opts: InjectOptions): Promise<LightMyRequestResponse> => {
+    const res = await app.inject(opts)
     responses.push(res)
     return res
   }
