@@ -216,3 +216,48 @@ t.test('options are checked when the provider is made', async (t) => {
   t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, lastUsedInterval: 0 }), /lastUsedInterval/)
   t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, queryTimeout: 0 }), /queryTimeout/)
 })
+
+t.test('a provider made on its own follows its service: prefix and NOTIFY channel', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url } = await freshDatabase(t)
+  const dbA = await createDatabase(url, { max: 2 })
+  const dbB = await createDatabase(url, { max: 2 })
+  t.teardown(async () => { await dbA.close(); await dbB.close() })
+  const options = { prefix: 'acme', notifyChannel: 'acme_revoked', passwordParams: { ln: 10, r: 8, p: 1 } }
+  const serviceA = new TokenService(dbA, options)
+  const serviceB = new TokenService(dbB, options)
+  const user = await serviceA.createUser('kate', 'correct horse battery')
+  const issued = await serviceA.issueToken(user.id)
+  t.match(issued.token, /^acme_/)
+  const app = await appOn(t, { provider: new DrizzleTokenAuthProvider({ db: dbB.db, listen: dbB.listen, service: serviceB }) })
+  t.equal((await app.inject({ url: '/me', headers: bearer(issued.token) })).statusCode, 200, 'the service prefix is the provider prefix')
+  await serviceA.revokeToken(issued.id)
+  let status = 200
+  for (let i = 0; i < 100 && status === 200; i++) {
+    await sleep(10)
+    status = (await app.inject({ url: '/me', headers: bearer(issued.token) })).statusCode
+  }
+  t.equal(status, 401, 'the revocation arrived on the service channel')
+})
+
+t.test('a LISTEN connection that reconnects forgets the cache: revocations sent meanwhile were lost', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, database, service } = await freshDatabase(t)
+  const user = await service.createUser('leo', 'correct horse battery')
+  const issued = await service.issueToken(user.id)
+  const own = await createDatabase(url, { max: 2 })
+  t.teardown(() => own.close())
+  const app = await appOn(t, { database: own })
+  t.equal((await app.inject({ url: '/me', headers: bearer(issued.token) })).statusCode, 200, 'cached')
+  // Cut the LISTEN connection, then revoke while it is down: the NOTIFY reaches no one.
+  const killed = await query<{ ok: boolean }>(database,
+    "select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = current_database() and query ilike 'listen%'")
+  t.ok(killed.length >= 1 && killed.every((r) => r.ok), 'the LISTEN backend was terminated')
+  await query(database, "with d as (delete from token_auth_tokens where id = $1 returning token_hash) select pg_notify('token_auth_revoked', token_hash) from d", [issued.id])
+  let status = 200
+  for (let i = 0; i < 300 && status === 200; i++) {
+    await sleep(10)
+    status = (await app.inject({ url: '/me', headers: bearer(issued.token) })).statusCode
+  }
+  t.equal(status, 401, 'refused once the LISTEN is back, long before the cache TTL')
+})

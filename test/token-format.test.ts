@@ -104,7 +104,7 @@ t.test('hashToken falls back to createHash without crypto.hash', async (t) => {
   const original = (crypto as unknown as { hash?: unknown }).hash
   const { hashToken: fallback } = await t.mockImport<typeof import('../lib/store/token-format.js')>(
     '../lib/store/token-format.js',
-    { 'node:crypto': { ...crypto, hash: undefined } }
+  { 'node:crypto': { ...crypto, hash: undefined } }
   )
   t.equal(fallback('abc'), crypto.createHash('sha256').update('abc').digest('hex'))
   t.equal((crypto as unknown as { hash?: unknown }).hash, original)
@@ -113,7 +113,7 @@ t.test('hashToken falls back to createHash without crypto.hash', async (t) => {
 t.test('CRC32 fallback without zlib.crc32 gives the same checksums', async (t) => {
   const mod = await t.mockImport<typeof import('../lib/store/token-format.js')>(
     '../lib/store/token-format.js',
-    { 'node:zlib': { ...zlib, crc32: undefined } }
+  { 'node:zlib': { ...zlib, crc32: undefined } }
   )
   for (let i = 0; i < 50; i++) {
     const token = generateToken()

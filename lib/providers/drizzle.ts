@@ -1,8 +1,9 @@
 import { eq, sql } from 'drizzle-orm'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { tokens, users } from '../store/schema.js'
-import { DEFAULT_NOTIFY_CHANNEL, TokenService } from '../store/service.js'
-import { checkTokenFormat, hashToken, validateTokenPrefix, DEFAULT_TOKEN_PREFIX } from '../store/token-format.js'
+import { TokenService } from '../store/service.js'
+import { withTimeout } from '../timeout.js'
+import { checkTokenFormat, hashToken, validateTokenPrefix } from '../store/token-format.js'
 import { TokenAuthUnavailableError, type DefaultTokenAuthUser, type TokenAuthProvider, type TokenAuthUser } from './provider.js'
 import { TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
 
@@ -15,14 +16,14 @@ export interface DrizzleTokenAuthProviderOptions {
   /** The app's TokenService: its revocations drop cache entries before they return, and it writes
    * `last_used_at`. Default: a service of its own on `db` (then only NOTIFY tells of revocations). */
   service?: TokenService
-  /** The token prefix (default `tat`): other tokens are refused without a query. */
+  /** The token prefix (default: the service's, `tat`): other tokens are refused without a query. */
   prefix?: string
   /** Cache settings, or `false` for a query per request. */
   cache?: TokenCacheOptions | false
   /** Write `last_used_at` at most once per token per this many ms, batched off the request path.
    * Default 300,000 (5 minutes); `false` never writes it. */
   lastUsedInterval?: number | false
-  /** The NOTIFY channel the TokenService publishes revocations on. Default `token_auth_revoked`. */
+  /** The NOTIFY channel revocations are published on. Default: the service's (`token_auth_revoked`). */
   notifyChannel?: string
   /** A lookup that takes longer than this (ms) is answered "unavailable". Default 5,000. */
   queryTimeout?: number
@@ -67,7 +68,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     if (options?.db === undefined) throw new TypeError('DrizzleTokenAuthProvider: the `db` option is required')
     this.#service = options.service ?? new TokenService({ db: options.db })
     this.#lookup = buildLookup(options.db)
-    this.#prefix = validateTokenPrefix(options.prefix ?? DEFAULT_TOKEN_PREFIX)
+    this.#prefix = validateTokenPrefix(options.prefix ?? this.#service.prefix)
     this.#cache = new TokenCache(options.cache)
     const interval = options.lastUsedInterval ?? 300_000
     this.#lastUsedInterval = interval === false ? Infinity : interval
@@ -77,9 +78,13 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
     this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
     if (options.listen !== undefined && this.#cache.enabled) {
-      const channel = options.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL
-      this.#listening = options.listen(channel, (payload) => this.invalidate(payload.split(',')))
-        .then((unlisten) => { this.#unsubscribe.push(unlisten) })
+      const channel = options.notifyChannel ?? this.#service.notifyChannel
+      this.#listening = options.listen(
+        channel,
+        (payload) => this.invalidate(payload.split(',')),
+        // Revocations announced while the connection was down were missed: trust nothing cached.
+        () => this.clearCache()
+      ).then((unlisten) => { this.#unsubscribe.push(unlisten) })
     }
     if (this.#lastUsedInterval !== Infinity) {
       this.#flushTimer = setInterval(() => { this.flushLastUsed().catch(() => {}) }, Math.min(this.#lastUsedInterval, 10_000))
@@ -108,6 +113,10 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     if (pending === undefined) {
       pending = this.#fetch(hash)
       this.#inflight.set(hash, pending)
+      // An invalidation may have replaced this lookup with a newer one meanwhile: leave that one be.
+      const settled = pending
+      const forget = (): void => { if (this.#inflight.get(hash) === settled) this.#inflight.delete(hash) }
+      settled.then(forget, forget)
     }
     return pending
   }
@@ -115,7 +124,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   async #fetch (hash: string): Promise<TokenAuthUser | null> {
     const epoch = this.#cache.epoch
     try {
-      const rows = await this.#withTimeout(this.#lookup.execute({ hash }))
+      const rows = await withTimeout(this.#lookup.execute({ hash }), this.#queryTimeout,
+        () => new TokenAuthUnavailableError(`token lookup took over ${this.#queryTimeout} ms`))
       const now = Date.now()
       const row = rows[0]
       if (row === undefined || !row.active || (row.expiresAt !== null && row.expiresAt.getTime() <= now)) {
@@ -140,17 +150,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
       return entry.user
     } catch (err) {
       throw err instanceof TokenAuthUnavailableError ? err : new TokenAuthUnavailableError('token lookup failed', { cause: err })
-    } finally {
-      this.#inflight.delete(hash)
     }
-  }
-
-  #withTimeout<T> (promise: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new TokenAuthUnavailableError(`token lookup took over ${this.#queryTimeout} ms`)), this.#queryTimeout)
-    })
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
   }
 
   #touch (entry: CachedToken, now: number): void {

@@ -25,8 +25,12 @@ import * as schema from './schema.js'
 /** A Drizzle database on either driver; every query of the store type-checks against this. */
 export type TokenAuthDatabase = PgDatabase<PgQueryResultHKT, typeof schema>
 
-/** Subscribe to a NOTIFY channel; resolves to a function that unsubscribes. */
-export type ListenFn = (channel: string, onMessage: (payload: string) => void) => Promise<() => Promise<void>>
+/**
+ * Subscribe to a NOTIFY channel; resolves to a function that unsubscribes. `onReconnect` is called
+ * each time the subscription is made again after its connection was lost: notifications sent in
+ * between are gone, so whoever relies on them must assume they missed some.
+ */
+export type ListenFn = (channel: string, onMessage: (payload: string) => void, onReconnect?: () => void) => Promise<() => Promise<void>>
 
 export interface CreateDatabaseOptions {
   /** PGlite only: the data directory (default `./.data`, relative to the working directory). */
@@ -173,9 +177,14 @@ function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
     kind: 'postgres',
     sql: client,
     url,
-    async listen (channel, onMessage) {
+    async listen (channel, onMessage, onReconnect) {
       validateChannel(channel)
-      const sub = await client.listen(channel, (payload) => onMessage(payload))
+      let subscribed = false
+      // postgres.js calls the third argument on every LISTEN, the first one included.
+      const sub = await client.listen(channel, (payload) => onMessage(payload), () => {
+        if (subscribed) onReconnect?.()
+        subscribed = true
+      })
       return async () => { await sub.unlisten() }
     },
     close () {
