@@ -49,3 +49,22 @@ export function challenge (realm: string, error?: 'invalid_request' | 'invalid_t
   if (scope !== undefined && scope.length > 0) value += `, scope="${scope.join(' ')}"`
   return value
 }
+
+/**
+ * What to log of a store or provider failure: the innermost cause's type, code and message. The
+ * wrappers around it are left out on purpose: Drizzle's "Failed query" message lists the query's
+ * parameters, which are token and password hashes.
+ */
+export function describeFailure (err: unknown): { type: string, code?: string, message: string } {
+  let inner = err
+  for (let depth = 0; depth < 8; depth++) {
+    const cause = (inner as { cause?: unknown } | null)?.cause
+    if (cause === undefined || cause === null) break
+    inner = cause
+  }
+  if (inner instanceof Error) {
+    const code = (inner as { code?: unknown }).code
+    return { type: inner.name, code: typeof code === 'string' ? code : undefined, message: inner.message }
+  }
+  return { type: typeof inner, message: String(inner) }
+}

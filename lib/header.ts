@@ -18,6 +18,19 @@ const EQ = 61
 const SP = 32
 const HTAB = 9
 
+function isToken68Char (c: number): boolean {
+  return c < 128 && TOKEN68[c] === 1
+}
+
+/** True when the whole string is a token68 (RFC 9110 §11.2), the grammar of a bearer token. */
+export function isToken68 (s: string): boolean {
+  let i = 0
+  while (i < s.length && isToken68Char(s.charCodeAt(i))) i++
+  if (i === 0) return false
+  while (i < s.length && s.charCodeAt(i) === EQ) i++
+  return i === s.length
+}
+
 function isOws (c: number): boolean {
   return c === SP || c === HTAB
 }
@@ -42,12 +55,12 @@ export function parseBearer (value: string | undefined, maxTokenLength: number):
   const sep = value.charCodeAt(i)
   if (sep !== SP) {
     // "Bearerx ..." is another scheme; "Bearer\t..." is Bearer with a separator the grammar forbids.
-    return sep === HTAB ? MALFORMED : (TOKEN68[sep] === 1 || sep === EQ ? MISSING : MALFORMED)
+    return sep === HTAB ? MALFORMED : (isToken68Char(sep) || sep === EQ ? MISSING : MALFORMED)
   }
   while (i < end && value.charCodeAt(i) === SP) i++
   const tokenStart = i
   if (end - tokenStart > maxTokenLength) return MALFORMED
-  while (i < end && TOKEN68[value.charCodeAt(i)] === 1) i++
+  while (i < end && isToken68Char(value.charCodeAt(i))) i++
   if (i === tokenStart) return MALFORMED // no token68 character at all
   while (i < end && value.charCodeAt(i) === EQ) i++
   if (i !== end) return MALFORMED // a space, a second token, a control or non-ASCII character

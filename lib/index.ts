@@ -28,6 +28,7 @@ export {
 export type { TokenServiceOptions, ServiceUser, UserInfo, IssueTokenOptions, IssuedToken, TokenInfo } from './store/service.js'
 export { generateToken, checkTokenFormat, hashToken, DEFAULT_TOKEN_PREFIX } from './store/token-format.js'
 export { hashPassword, verifyPassword, needsRehash, DEFAULT_PASSWORD_PARAMS } from './store/passwords.js'
+export { KdfBusyError } from './store/kdf-queue.js'
 export type { PasswordParams } from './store/passwords.js'
 
 // Routes

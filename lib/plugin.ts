@@ -2,11 +2,12 @@
 // `fastify.auth`, which turns an unresolved token into the right RFC 6750 answer.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
-import { MALFORMED, MISSING, hasDuplicateAuthorization, parseBearer } from './header.js'
+import { MALFORMED, hasDuplicateAuthorization, parseBearer } from './header.js'
 import {
   FST_TOKEN_AUTH_INSUFFICIENT_SCOPE, FST_TOKEN_AUTH_INVALID_REQUEST, FST_TOKEN_AUTH_INVALID_TOKEN,
-  FST_TOKEN_AUTH_MISSING, FST_TOKEN_AUTH_UNAVAILABLE, assertQuotable, challenge
+  FST_TOKEN_AUTH_MISSING, FST_TOKEN_AUTH_UNAVAILABLE, assertQuotable, challenge, describeFailure
 } from './errors.js'
+import { isScopeToken } from './grammar.js'
 import { ChainTokenAuthProvider } from './providers/chain.js'
 import { DrizzleTokenAuthProvider, type DrizzleTokenAuthProviderOptions } from './providers/drizzle.js'
 import { loginRoutes, resolveLoginRoutesOptions, type LoginRoutesOptions } from './routes/login.js'
@@ -85,10 +86,13 @@ declare module 'fastify' {
 
 // Why a request has no user. Kept as a small integer on the request (set in the hook, read by auth).
 const OK = 0
-const NOT_RESOLVED = MISSING // also the value for routes that opted out: auth must still say no
 const INVALID_TOKEN = 3
 const UNAVAILABLE = 4
 const INSUFFICIENT_SCOPE = 5
+// The resolver never ran (an opted-out route, one registered before the plugin, the 404 handler, a
+// global onRequest guard, a preflight): fastify.auth still says no, as for missing credentials.
+const NOT_RESOLVED = 6
+const ROUTE_KEYS = new Set(['scopes', 'provider'])
 
 const kReason = Symbol('tokenAuth.reason')
 const kDetail = Symbol('tokenAuth.detail')
@@ -112,6 +116,9 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
   assertQuotable('realm', realm)
   const authName = opts.authDecorator ?? 'auth'
   const userKey = opts.userProperty ?? 'user'
+  if (fastify.hasRequestDecorator(kReason)) {
+    throw new Error('fastify-token-auth: the plugin is already registered here (it is global, through fastify-plugin): register it once')
+  }
   // Fastify's own message for a clash does not say which option renames ours.
   if (fastify.hasDecorator(authName)) {
     throw new Error(`fastify-token-auth: fastify.${authName} is already decorated (by @fastify/auth?); pick another name with the \`authDecorator\` option`)
@@ -142,7 +149,9 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
     fastify.decorate('tokenAuth', store)
   }
   const given = opts.provider === undefined || opts.provider === null ? [] : ([] as TokenAuthProvider[]).concat(opts.provider)
-  const provider = toProvider(store === undefined ? given : [...given, store.provider], 'the `provider` option (or `database`) is required')
+  // The database provider goes first: its format check refuses any other token synchronously and
+  // without a query, while a secret list would hash every database token before passing it on.
+  const provider = toProvider(store === undefined ? given : [store.provider, ...given], 'the `provider` option (or `database`) is required')
 
   // The challenges never change for an instance, so the header objects are built once.
   const missingHeaders = { 'www-authenticate': challenge(realm) }
@@ -154,22 +163,39 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
   fastify.decorateRequest(kReason, NOT_RESOLVED)
   fastify.decorateRequest(kDetail, null)
 
-  function accept (request: TokenAuthRequest, user: TokenAuthUser | null, scopes: readonly string[] | undefined): void {
-    if (user === null || user === undefined) {
+  function accept (request: TokenAuthRequest, user: unknown, scopes: readonly string[] | undefined, scopeHeaders: unknown): void {
+    // Only an object is a user: null and undefined are "unknown", and so is anything else a careless
+    // provider returns (`false` from `map.has(t) && map.get(t)`), rather than a "yes".
+    if (user === null || typeof user !== 'object') {
       request[kReason] = INVALID_TOKEN
       return
     }
     (request as unknown as Record<string, unknown>)[userKey] = user
-    request[kReason] = scopes === undefined || hasScopes(user, scopes) ? OK : INSUFFICIENT_SCOPE
+    if (scopes === undefined || hasScopes(user, scopes)) {
+      request[kReason] = OK
+    } else {
+      request[kReason] = INSUFFICIENT_SCOPE
+      request[kDetail] = scopeHeaders
+    }
   }
 
+  // One error line a second at most: during an outage every request fails the same way.
+  let lastFailureLog = 0
+  let unloggedFailures = 0
   function fail (request: TokenAuthRequest, err: unknown): void {
     request[kReason] = UNAVAILABLE
     request[kDetail] = err
-    request.log.error({ err }, 'fastify-token-auth: token provider failed')
+    const now = Date.now()
+    if (now - lastFailureLog < 1000) {
+      unloggedFailures++
+      return
+    }
+    lastFailureLog = now
+    request.log.error({ failure: describeFailure(err), alsoFailedSinceLastLog: unloggedFailures }, 'fastify-token-auth: token provider failed')
+    unloggedFailures = 0
   }
 
-  function makeResolver (scopes: readonly string[] | undefined, provider: TokenAuthProvider): onRequestHookHandler {
+  function makeResolver (provider: TokenAuthProvider, scopes?: readonly string[], scopeHeaders?: Record<string, string>): onRequestHookHandler {
     return function resolveToken (req: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction): void {
       const request = req as TokenAuthRequest
       const raw = request.raw
@@ -193,23 +219,39 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
       }
       // `!= null`: a JavaScript provider may well return undefined (a Map's get) for an unknown token.
       if (result != null && typeof (result as Promise<unknown>).then === 'function') {
-        (result as Promise<TokenAuthUser | null>).then(
-          (user) => { accept(request, user, scopes); next() },
+        // Promise.resolve: a hand-made thenable settles once, and a throw in it becomes a failure.
+        Promise.resolve(result).then(
+          (user) => { settle(request, user, scopes, scopeHeaders); next() },
           (err) => { fail(request, err); next() }
         )
         return
       }
-      accept(request, result as TokenAuthUser | null, scopes)
+      settle(request, result, scopes, scopeHeaders)
       next()
     }
   }
 
-  const resolveToken = makeResolver(undefined, provider)
+  /** accept(), with a throwing user object (a getter on `scopes`) counted as the provider failing. */
+  function settle (request: TokenAuthRequest, user: unknown, scopes: readonly string[] | undefined, scopeHeaders: unknown): void {
+    try {
+      accept(request, user, scopes, scopeHeaders)
+    } catch (err) {
+      fail(request, err)
+    }
+  }
+
+  const resolveToken = makeResolver(provider)
 
   function auth (this: FastifyInstance, req: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction): void {
     const request = req as TokenAuthRequest
     const reason = request[kReason]
     if (reason === OK) return next()
+    if (reason === NOT_RESOLVED && !warnedNotResolved) {
+      warnedNotResolved = true
+      request.log.warn(`fastify-token-auth: ${authName} ran where no token was read (${request.method} ${request.routeOptions.url ?? request.url}): ` +
+        'a route with config.tokenAuth false or registered before the plugin, the 404 handler, or a global onRequest hook. ' +
+        'Guard routes with a route-level hook, or globally with addHook(\'preHandler\', ...)')
+    }
     next(rejection(reason, request[kDetail]))
   }
 
@@ -230,7 +272,7 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
         break
       case UNAVAILABLE:
         err = new FST_TOKEN_AUTH_UNAVAILABLE()
-        err.headers = detail instanceof TokenAuthUnavailableError && detail.retryAfter !== retryAfter
+        err.headers = detail instanceof TokenAuthUnavailableError && detail.retryAfter !== undefined && detail.retryAfter !== retryAfter
           ? { 'retry-after': String(detail.retryAfter) }
           : unavailableHeaders
         break
@@ -241,6 +283,7 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
     return err
   }
 
+  let warnedNotResolved = false
   fastify.decorate(authName, auth)
 
   // The resolver is attached per route rather than as a global hook: a route that opts out pays
@@ -248,26 +291,27 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
   fastify.addHook('onRoute', (route) => {
     const config = route.config?.tokenAuth
     if (config === false) return
+    const where = `config.tokenAuth of ${route.method} ${route.url}`
     if (config !== undefined && (typeof config !== 'object' || config === null)) {
-      throw new TypeError(`fastify-token-auth: config.tokenAuth of ${route.method} ${route.url} must be false or { scopes }`)
+      throw new TypeError(`fastify-token-auth: ${where} must be false or { scopes, provider }`)
+    }
+    // A misspelt key (`scope`) must not silently leave the route open.
+    for (const key of Object.keys(config ?? {})) {
+      if (!ROUTE_KEYS.has(key)) throw new TypeError(`fastify-token-auth: ${where} has an unknown key '${key}' (known: scopes, provider)`)
     }
     const scopes = config?.scopes
-    const routeProvider = config?.provider === undefined ? provider : toProvider(config.provider, `config.tokenAuth.provider of ${route.method} ${route.url} is not a provider`)
+    const routeProvider = config?.provider === undefined ? provider : toProvider(config.provider, `${where}: provider is not a provider`)
     const hooks: onRequestHookHandler[] = []
+    if (scopes !== undefined && !(Array.isArray(scopes) && scopes.every(isScopeToken))) {
+      throw new TypeError(`fastify-token-auth: ${where}: scopes must be an array of RFC 6749 scope tokens`)
+    }
     if (scopes !== undefined && scopes.length > 0) {
-      if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string' && /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s))) {
-        throw new TypeError(`fastify-token-auth: config.tokenAuth.scopes of ${route.method} ${route.url} must be RFC 6749 scope tokens`)
-      }
       const required = Object.freeze([...scopes])
       const scopeHeaders = { 'www-authenticate': challenge(realm, 'insufficient_scope', required) }
-      const resolveScoped = makeResolver(required, routeProvider)
       // A route that names scopes is guarded even if it forgot `preHandler: fastify.auth`.
-      hooks.push(function resolveWithScopes (req, reply, next) {
-        (req as TokenAuthRequest)[kDetail] = scopeHeaders
-        resolveScoped.call(this, req, reply, next)
-      }, auth)
+      hooks.push(makeResolver(routeProvider, required, scopeHeaders), auth)
     } else {
-      hooks.push(routeProvider === provider ? resolveToken : makeResolver(undefined, routeProvider))
+      hooks.push(routeProvider === provider ? resolveToken : makeResolver(routeProvider))
     }
     const existing = route.onRequest
     route.onRequest = existing === undefined ? hooks : hooks.concat(existing as onRequestHookHandler | onRequestHookHandler[])
@@ -293,9 +337,10 @@ function toProvider (value: TokenAuthProvider | readonly TokenAuthProvider[] | u
   return provider
 }
 
-function hasScopes (user: TokenAuthUser, required: readonly string[]): boolean {
-  const have = (user as { scopes?: readonly string[] }).scopes
-  if (have === undefined || have === null) return false
+function hasScopes (user: object, required: readonly string[]): boolean {
+  const have = (user as { scopes?: unknown }).scopes
+  // An array only: a space-separated string would match scopes as substrings ('notadmin' has 'admin').
+  if (!Array.isArray(have)) return false
   for (const scope of required) if (!have.includes(scope)) return false
   return true
 }

@@ -32,12 +32,13 @@ export class ChainTokenAuthProvider implements TokenAuthProvider {
         continue
       }
       if (result != null && typeof (result as Promise<unknown>).then === 'function') {
-        return (result as Promise<TokenAuthUser | null>).then(
-          (user) => user ?? this.#from(i + 1, token, request, failure),
+        return Promise.resolve(result).then(
+          (user) => isUser(user) ? user : this.#from(i + 1, token, request, failure),
           (err) => this.#from(i + 1, token, request, failure ?? err)
         )
       }
-      if (result != null) return result // undefined (a JavaScript provider's "unknown") tries the next one
+      // Only an object is a user: null, undefined (a Map's "unknown") or false try the next provider.
+      if (isUser(result)) return result
     }
     if (failure !== undefined) throw failure
     return null
@@ -50,4 +51,8 @@ export class ChainTokenAuthProvider implements TokenAuthProvider {
   async close (): Promise<void> {
     await Promise.all(this.#providers.map(async (p) => await p.close?.()))
   }
+}
+
+function isUser (value: unknown): value is TokenAuthUser {
+  return typeof value === 'object' && value !== null
 }

@@ -41,10 +41,11 @@ export interface TokenAuthProvider {
  * way (503); this one lets a provider suggest a Retry-After in seconds.
  */
 export class TokenAuthUnavailableError extends Error {
-  readonly retryAfter: number
+  /** Seconds for `Retry-After`; undefined: the plugin's `retryAfter` option. */
+  readonly retryAfter: number | undefined
   constructor (message = 'token provider unavailable', options?: { cause?: unknown, retryAfter?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'TokenAuthUnavailableError'
-    this.retryAfter = options?.retryAfter ?? 5
+    this.retryAfter = options?.retryAfter
   }
 }

@@ -1,4 +1,6 @@
 import { hash } from 'node:crypto'
+import { isScopeToken } from '../grammar.js'
+import { isToken68 } from '../header.js'
 import type { DefaultTokenAuthUser, TokenAuthProvider, TokenAuthUser } from './provider.js'
 
 export interface SecretTokenEntry {
@@ -12,8 +14,9 @@ export interface SecretTokenAuthProviderOptions {
   tokens: ReadonlyArray<string | SecretTokenEntry>
 }
 
-const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/
 const WORDS = 8 // a SHA-256 digest is 8 32-bit words
+// Node's one-shot hash takes any Buffer encoding for its output; its types list only the text ones.
+const sha256Latin1 = (data: string): string => (hash as unknown as (algorithm: string, data: string, encoding: 'latin1') => string)('sha256', data, 'latin1')
 
 /**
  * A fixed list of secrets, for internal services and for guarding /login from native apps.
@@ -35,20 +38,25 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
     this.#digests = new Int32Array(tokens.length * WORDS)
     this.#users = tokens.map((entry, i) => {
       const { token, username = 'secret_token_user', scopes = [] } = typeof entry === 'string' ? { token: entry } : (entry ?? {}) as SecretTokenEntry
-      if (typeof token !== 'string' || !TOKEN68.test(token)) {
+      if (typeof token !== 'string' || !isToken68(token)) {
         throw new TypeError(`SecretTokenAuthProvider: tokens[${i}] is not a valid bearer token (RFC 6750 b64token)`)
       }
-      const digest = hash('sha256', token, 'buffer')
-      for (let w = 0; w < WORDS; w++) this.#digests[i * WORDS + w] = digest.readInt32LE(w * 4)
+      if (typeof username !== 'string' || username === '') throw new TypeError(`SecretTokenAuthProvider: tokens[${i}].username must be a non-empty string`)
+      if (!Array.isArray(scopes) || !scopes.every(isScopeToken)) {
+        throw new TypeError(`SecretTokenAuthProvider: tokens[${i}].scopes must be an array of RFC 6749 scope tokens`)
+      }
+      const digest = sha256Latin1(token)
+      for (let w = 0; w < WORDS; w++) this.#digests[i * WORDS + w] = word(digest, w * 4)
       const user: DefaultTokenAuthUser = { id: username, username, scopes: Object.freeze([...scopes]) }
       return Object.freeze(user) as unknown as TokenAuthUser
     })
   }
 
   getUser (token: string): TokenAuthUser | null {
-    const d = hash('sha256', token, 'buffer')
-    const w0 = d.readInt32LE(0); const w1 = d.readInt32LE(4); const w2 = d.readInt32LE(8); const w3 = d.readInt32LE(12)
-    const w4 = d.readInt32LE(16); const w5 = d.readInt32LE(20); const w6 = d.readInt32LE(24); const w7 = d.readInt32LE(28)
+    // The digest as a latin1 string (one char per byte): a Buffer would cost more than the hash.
+    const d = sha256Latin1(token)
+    const w0 = word(d, 0); const w1 = word(d, 4); const w2 = word(d, 8); const w3 = word(d, 12)
+    const w4 = word(d, 16); const w5 = word(d, 20); const w6 = word(d, 24); const w7 = word(d, 28)
     const s = this.#digests
     let found = -1
     for (let o = 0, k = 0; o < s.length; o += WORDS, k++) {
@@ -58,4 +66,9 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
     }
     return found === -1 ? null : this.#users[found]
   }
+}
+
+/** Four digest bytes (chars of a latin1 string) as a little-endian 32-bit word. */
+function word (d: string, i: number): number {
+  return d.charCodeAt(i) | (d.charCodeAt(i + 1) << 8) | (d.charCodeAt(i + 2) << 16) | (d.charCodeAt(i + 3) << 24)
 }

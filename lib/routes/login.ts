@@ -17,9 +17,12 @@ import type {
 } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import {
-  FST_TOKEN_AUTH_BAD_CREDENTIALS, FST_TOKEN_AUTH_LOGIN_THROTTLED, FST_TOKEN_AUTH_NOT_REVOCABLE, FST_TOKEN_AUTH_UNAVAILABLE
+  FST_TOKEN_AUTH_BAD_CREDENTIALS, FST_TOKEN_AUTH_LOGIN_THROTTLED, FST_TOKEN_AUTH_NOT_REVOCABLE, FST_TOKEN_AUTH_UNAVAILABLE,
+  describeFailure
 } from '../errors.js'
+import { CONTROL_CHARS, CONTROL_CHARS_GLOBAL, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
 import { parseBearer } from '../header.js'
+import { withTimeout } from '../timeout.js'
 import type { TokenAuthProvider } from '../providers/provider.js'
 import { PASSWORD_MAX_LENGTH } from '../store/passwords.js'
 import { normalizeUsername, USERNAME_MAX_LENGTH } from '../store/schema.js'
@@ -76,11 +79,6 @@ export const DEFAULT_STORE_TIMEOUT = 10_000
 /** Largest /login body accepted, in bytes: the longest legal fields, fully \u-escaped, fit. */
 export const LOGIN_BODY_LIMIT = 16 * 1024
 const DEFAULT_TOKEN_NAME = 'login'
-// eslint-disable-next-line no-control-regex
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/
-// eslint-disable-next-line no-control-regex
-const CONTROL_RE_G = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
-const SCOPE_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 const ROUTE_PATH_RE = /^\/[\x21-\x7e]*$/
 
 interface LoginBody { username: string, password: string, name?: string }
@@ -144,7 +142,7 @@ function validateLoginBody (body: unknown): { value?: unknown, error?: Validatio
     if (v.length < min) return issue(`/${field}`, 'minLength', `must NOT have fewer than ${min} characters`, { limit: min })
     if (v.length > max) return issue(`/${field}`, 'maxLength', `must NOT have more than ${max} characters`, { limit: max })
   }
-  if (record.name !== undefined && CONTROL_RE.test(record.name as string)) {
+  if (record.name !== undefined && CONTROL_CHARS.test(record.name as string)) {
     return issue('/name', 'pattern', 'must not contain control characters', {})
   }
   return { value: body }
@@ -200,8 +198,8 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLo
     throw new TypeError(`fastify-token-auth: routes.tokenExpiresIn must be null (never) or a whole number of seconds from 1 to ${MAX_EXPIRES_IN}, got ${String(tokenExpiresIn)}`)
   }
   const scopes = opts.tokenScopes ?? []
-  if (!Array.isArray(scopes) || scopes.length > MAX_SCOPES || !scopes.every((s) => typeof s === 'string' && SCOPE_RE.test(s))) {
-    throw new TypeError(`fastify-token-auth: routes.tokenScopes must be an array of at most ${MAX_SCOPES} RFC 6749 scope tokens (printable ASCII, no space, '"' or '\\')`)
+  if (!Array.isArray(scopes) || scopes.length > MAX_SCOPES || !scopes.every(isScopeToken)) {
+    throw new TypeError(`fastify-token-auth: routes.tokenScopes must be an array of at most ${MAX_SCOPES} RFC 6749 scope tokens of at most ${SCOPE_MAX_LENGTH} characters (printable ASCII, no space, '"' or '\\')`)
   }
   const securityScheme = opts.securityScheme ?? 'bearerAuth'
   if (securityScheme !== false && (typeof securityScheme !== 'string' || securityScheme === '')) {
@@ -227,7 +225,7 @@ export function resolveLoginRoutesOptions (opts: LoginRoutesOptions): ResolvedLo
 /** A token name from the User-Agent: control characters dropped, trimmed, capped; else `login`. */
 export function defaultTokenName (userAgent: string | undefined): string {
   if (typeof userAgent !== 'string') return DEFAULT_TOKEN_NAME
-  const name = userAgent.replace(CONTROL_RE_G, '').trim().slice(0, TOKEN_NAME_MAX_LENGTH).trim()
+  const name = userAgent.replace(CONTROL_CHARS_GLOBAL, '').trim().slice(0, TOKEN_NAME_MAX_LENGTH).trim()
   return name === '' ? DEFAULT_TOKEN_NAME : name
 }
 
@@ -263,16 +261,10 @@ export function loginRoutes (fastify: FastifyInstance, opts: LoginRoutesOptions 
   const openSecurity = o.securityScheme === false ? undefined : []
 
   /** The store's answer, or a rejection once `o.timeout` ms have passed (the call itself goes on). */
-  function inTime<T> (promise: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new StoreTimeoutError(o.timeout)), o.timeout)
-    })
-    return Promise.race([promise, late]).finally(() => clearTimeout(timer))
-  }
+  const inTime = <T>(promise: Promise<T>): Promise<T> => withTimeout(promise, o.timeout, () => new StoreTimeoutError(o.timeout))
 
   function unavailable (request: FastifyRequest, err: unknown, what: string): FastifyError {
-    request.log.error({ err }, `fastify-token-auth: ${what}: token store unavailable`)
+    request.log.error({ failure: describeFailure(err) }, `fastify-token-auth: ${what}: token store unavailable`)
     const e = new FST_TOKEN_AUTH_UNAVAILABLE() as FastifyError & { headers?: Record<string, string> }
     e.headers = unavailableHeaders
     return e

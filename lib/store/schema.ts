@@ -10,6 +10,7 @@
  * unique index is the lookup index) plus a short visible `prefix` for listings. A revoked token is
  * deleted, not flagged.
  */
+// No project imports here: drizzle-kit loads this file on its own, and cannot resolve them.
 import { sql } from 'drizzle-orm'
 import { bigint, boolean, index, pgTable, text, timestamp } from 'drizzle-orm/pg-core'
 
@@ -65,7 +66,7 @@ export function normalizeUsername (username: string): string {
     throw new InvalidUsernameError(`username must be at most ${USERNAME_MAX_LENGTH} characters long`)
   }
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(normalized)) {
+  if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(normalized)) { // grammar.ts's CONTROL_CHARS
     throw new InvalidUsernameError('username must not contain control characters')
   }
   if (normalized.trim() !== normalized) {
