@@ -116,7 +116,8 @@ t.test('cold cache: a lookup in flight while the revocation commits is not cache
 t.test('deactivating a user while requests and logins are in flight leaves no token usable', async (t) => {
   const { database, service } = await freshDatabase(t)
   const user = await service.createUser('alice', PASSWORD)
-  const app = await appOn(t, { database, routes: { throttle: false } })
+  // 90 logins at once, unthrottled: a queue long enough that none is refused as a flood (kdf-queue.ts).
+  const app = await appOn(t, { database, routes: { throttle: false }, service: { passwordParams: FAST_PASSWORD_PARAMS, passwordQueue: 1000 } })
   const svc = app.tokenAuth.service
   const warm = await Promise.all(Array.from({ length: 10 }, async () => (await svc.issueToken(user.id)).token))
   const cold = await Promise.all(Array.from({ length: 10 }, async () => (await svc.issueToken(user.id)).token))

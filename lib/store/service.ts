@@ -15,6 +15,8 @@
  * before the returned promise resolves, it calls the `onRevoke` listeners synchronously. Caches use
  * both: `onRevoke` in this process, LISTEN (see `Database.listen`) in every other.
  */
+import { CONTROL_CHARS, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
+import { KdfQueue } from './kdf-queue.js'
 import { and, eq, inArray, lte, sql, type SQL } from 'drizzle-orm'
 import type { TokenAuthDatabase } from './database.js'
 import { validateChannel } from './database.js'
@@ -32,7 +34,7 @@ export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
 export const NOTIFY_PAYLOAD_MAX_BYTES = 7900
 export const TOKEN_NAME_MAX_LENGTH = 200
 export const MAX_SCOPES = 64
-export const SCOPE_MAX_LENGTH = 128
+export { SCOPE_MAX_LENGTH }
 /** Longest accepted `expiresIn`: 10 years, in seconds. */
 export const MAX_EXPIRES_IN = 10 * 366 * 24 * 3600
 const PRUNE_BATCH = 5000
@@ -81,6 +83,10 @@ export interface TokenServiceOptions {
   passwordParams?: Partial<PasswordParams>
   /** NOTIFY channel for revocations (default 'token_auth_revoked'). */
   notifyChannel?: string
+  /** Password derivations at once (default: cores − 1, at least 1); see kdf-queue.ts. */
+  passwordConcurrency?: number
+  /** Password derivations allowed to wait before the next fails with KdfBusyError (default 16). */
+  passwordQueue?: number
 }
 
 /** A user in the service's answers: never the password hash. */
@@ -124,11 +130,6 @@ export interface TokenInfo {
 
 export type RevokeListener = (hashes: string[]) => void
 
-// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
-const SCOPE_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/
-// eslint-disable-next-line no-control-regex
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/
-
 /** Splits hashes into comma-joined payloads of at most `maxBytes` bytes each. */
 export function chunkPayloads (hashes: readonly string[], maxBytes = NOTIFY_PAYLOAD_MAX_BYTES): string[] {
   const out: string[] = []
@@ -157,6 +158,7 @@ export class TokenService {
   readonly notifyChannel: string
   readonly passwordParams: PasswordParams
   readonly #listeners = new Set<RevokeListener>()
+  readonly #kdf: KdfQueue
 
   /**
    * @param database anything with a Drizzle `db` on the store's tables: the result of
@@ -169,6 +171,7 @@ export class TokenService {
     this.prefix = validateTokenPrefix(options.prefix ?? DEFAULT_TOKEN_PREFIX)
     this.notifyChannel = validateChannel(options.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL)
     this.passwordParams = resolvePasswordParams(options.passwordParams)
+    this.#kdf = new KdfQueue({ concurrency: options.passwordConcurrency, maxWaiting: options.passwordQueue })
   }
 
   /**
@@ -190,7 +193,7 @@ export class TokenService {
     const name = normalizeUsername(username)
     const existing = await this.db.select({ id: users.id }).from(users).where(eq(users.username, name)).limit(1)
     if (existing.length > 0) throw new UserExistsError(name)
-    const passwordHash = await hashPassword(password, this.passwordParams)
+    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams))
     const rows = await this.db.insert(users).values({ username: name, passwordHash })
       .onConflictDoNothing({ target: users.username })
       .returning({ id: users.id, username: users.username })
@@ -212,7 +215,7 @@ export class TokenService {
    */
   async setPassword (username: string, password: string): Promise<void> {
     const name = normalizeUsername(username)
-    const passwordHash = await hashPassword(password, this.passwordParams)
+    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams))
     const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.username, name)).returning({ id: users.id })
     if (rows.length === 0) throw new UserNotFoundError(name)
   }
@@ -246,7 +249,7 @@ export class TokenService {
     try {
       name = normalizeUsername(username)
     } catch {
-      await dummyVerify(password, this.passwordParams)
+      await this.#kdf.run(() => dummyVerify(password, this.passwordParams))
       return null
     }
     const rows = await this.db.select({
@@ -254,14 +257,14 @@ export class TokenService {
     }).from(users).where(eq(users.username, name)).limit(1)
     const row = rows[0]
     if (row === undefined) {
-      await dummyVerify(password, this.passwordParams)
+      await this.#kdf.run(() => dummyVerify(password, this.passwordParams))
       return null
     }
-    const ok = await verifyPassword(password, row.passwordHash)
+    const ok = await this.#kdf.run(() => verifyPassword(password, row.passwordHash))
     if (!ok || !row.active) return null
     const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
     if (needsRehash(row.passwordHash, this.passwordParams)) {
-      const fresh = await hashPassword(password, this.passwordParams)
+      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams))
       // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
       set.passwordHash = sql`case when ${users.passwordHash} = ${row.passwordHash} then ${fresh} else ${users.passwordHash} end`
     }
@@ -410,7 +413,7 @@ function checkName (name: string | undefined): string {
   if (name === undefined) return ''
   if (typeof name !== 'string') throw new InvalidTokenOptionsError('token name must be a string')
   if (name.length > TOKEN_NAME_MAX_LENGTH) throw new InvalidTokenOptionsError(`token name must be at most ${TOKEN_NAME_MAX_LENGTH} characters long`)
-  if (CONTROL_RE.test(name)) throw new InvalidTokenOptionsError('token name must not contain control characters')
+  if (CONTROL_CHARS.test(name)) throw new InvalidTokenOptionsError('token name must not contain control characters')
   return name
 }
 
@@ -420,7 +423,7 @@ function checkScopes (scopes: readonly string[] | undefined): string[] {
   const out = [...new Set(scopes)]
   if (out.length > MAX_SCOPES) throw new InvalidTokenOptionsError(`at most ${MAX_SCOPES} scopes`)
   for (const s of out) {
-    if (typeof s !== 'string' || s.length > SCOPE_MAX_LENGTH || !SCOPE_RE.test(s)) {
+    if (!isScopeToken(s)) {
       throw new InvalidTokenOptionsError(`invalid scope ${JSON.stringify(s)}: 1 to ${SCOPE_MAX_LENGTH} printable ASCII characters, no space, " or \\`)
     }
   }

@@ -1,0 +1,50 @@
+// Bounds how many password derivations run at once. scrypt runs on libuv's thread pool, off the event
+// loop, but four 128 MiB derivations on a 2-core machine still starve the event loop's core: a flood
+// of logins would stall every other request. Derivations beyond the limit wait in order; when too
+// many wait, the next one fails at once (the login route answers 503), rather than queueing minutes.
+import { availableParallelism } from 'node:os'
+
+export class KdfBusyError extends Error {
+  constructor () {
+    super('too many password checks are waiting: retry later')
+    this.name = 'KdfBusyError'
+  }
+}
+
+export interface KdfQueueOptions {
+  /** Derivations at once. Default: the cores less one for the event loop, at least 1. */
+  concurrency?: number
+  /** Derivations allowed to wait. Default 16. */
+  maxWaiting?: number
+}
+
+export class KdfQueue {
+  readonly concurrency: number
+  readonly maxWaiting: number
+  #running = 0
+  readonly #waiting: Array<() => void> = []
+
+  constructor (options: KdfQueueOptions = {}) {
+    this.concurrency = options.concurrency ?? Math.max(1, availableParallelism() - 1)
+    this.maxWaiting = options.maxWaiting ?? 16
+    if (!Number.isSafeInteger(this.concurrency) || this.concurrency < 1) throw new TypeError('fastify-token-auth: passwordConcurrency must be a whole number ≥ 1')
+    if (!Number.isSafeInteger(this.maxWaiting) || this.maxWaiting < 0) throw new TypeError('fastify-token-auth: passwordQueue must be a whole number ≥ 0')
+  }
+
+  async run<T> (work: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.concurrency) {
+      if (this.#waiting.length >= this.maxWaiting) throw new KdfBusyError()
+      await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    } else {
+      this.#running++
+    }
+    try {
+      return await work()
+    } finally {
+      // Hand the slot straight to the next in line (the count stays), or give it back.
+      const next = this.#waiting.shift()
+      if (next !== undefined) next()
+      else this.#running--
+    }
+  }
+}
