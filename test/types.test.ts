@@ -24,6 +24,6 @@ t.test('tstyche passes', async (t) => {
     child.on('close', (code) => resolve({ code, output }))
   })
   t.equal(code, 0, 'tstyche exits with 0', { output })
-  t.match(output, /Test files:\s+2 passed, 2 total/, 'both type test files ran')
+  t.match(output, /Test files:\s+3 passed, 3 total/, 'both type test files ran')
   t.notMatch(output, /failed/)
 })
