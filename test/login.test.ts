@@ -24,7 +24,8 @@ async function build (routes: LoginRoutesOptions | false = {}, opts: Partial<Tok
   const app = Fastify(server)
   await app.register(tokenAuth, {
     database,
-    service: { passwordParams: FAST_PASSWORD_PARAMS },
+    // A queue long enough for the 20 concurrent logins below (a flood's 503 is tested in kdf-queue.test.ts).
+    service: { passwordParams: FAST_PASSWORD_PARAMS, passwordQueue: 100 },
     routes: routes === false ? false : { throttle: false, ...routes },
     ...opts
   })
