@@ -39,6 +39,9 @@ type Limiter = ReturnType<FastifyInstance['createRateLimit']>
 
 const KEY_PREFIX = 'fastify-token-auth:login:'
 
+/** What Rule.acquire answers for a key on the app's allowList. */
+const ALLOWED = -1
+
 /** Attempts waiting for a slot on one key, beyond which more are refused at once (429). */
 const MAX_WAITING = 1000
 
@@ -62,14 +65,15 @@ class Rule {
   }
 
   /**
-   * Takes a slot for an attempt on this key: resolves to 0 once taken (call `release`), or to the
-   * seconds to wait when the key has used up its failures (nothing taken).
+   * Takes a slot for an attempt on this key: resolves to 0 once taken (call `release`), to ALLOWED
+   * for a key on the app's allowList (nothing taken, nothing to release), or to the seconds to wait
+   * when the key has used up its failures (nothing taken).
    */
   async acquire (request: FastifyRequest, key: string): Promise<number> {
     this.#keys.set(request, key)
     for (;;) {
       const state = await this.#limit(request, { increment: false })
-      if (state.isAllowed) return 0 // the app's allowList
+      if (state.isAllowed) return ALLOWED
       const failures = state.max - state.remaining
       const slot = this.#slots.get(key) ?? { running: 0, waiting: [] }
       if (failures >= state.max) {
@@ -146,7 +150,8 @@ export class LoginThrottle {
           releaseAll()
           return { retryAfter }
         }
-        taken.push([rule, key])
+        // An allowlisted key took no slot: releasing one would free another attempt's.
+        if (retryAfter !== ALLOWED) taken.push([rule, key])
       }
     } catch (err) {
       releaseAll()
