@@ -58,3 +58,11 @@ t.test('a login beyond the queue gets 503 with Retry-After, never a 500', async 
     t.equal(r.json().code, 'FST_TOKEN_AUTH_UNAVAILABLE')
   }
 })
+
+t.test("the app's own work waits instead of being refused", async (t) => {
+  const queue = new KdfQueue({ concurrency: 1, maxWaiting: 0 })
+  const slow = () => new Promise<string>((resolve) => setTimeout(() => resolve('done'), 20))
+  const first = queue.run(slow)
+  await t.rejects(queue.run(slow), KdfBusyError, 'a login is refused')
+  t.same(await Promise.all([first, queue.run(slow, false), queue.run(slow, false)]), ['done', 'done', 'done'], 'user creation waits its turn')
+})

@@ -31,9 +31,13 @@ export class KdfQueue {
     if (!Number.isSafeInteger(this.maxWaiting) || this.maxWaiting < 0) throw new TypeError('fastify-token-auth: passwordQueue must be a whole number ≥ 0')
   }
 
-  async run<T> (work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` when a slot is free. `refusable` work (a login) fails with KdfBusyError when
+   * `maxWaiting` are already waiting; the app's own work (creating users, setting passwords) waits.
+   */
+  async run<T> (work: () => Promise<T>, refusable = true): Promise<T> {
     if (this.#running >= this.concurrency) {
-      if (this.#waiting.length >= this.maxWaiting) throw new KdfBusyError()
+      if (refusable && this.#waiting.length >= this.maxWaiting) throw new KdfBusyError()
       await new Promise<void>((resolve) => this.#waiting.push(resolve))
     } else {
       this.#running++

@@ -85,7 +85,8 @@ export interface TokenServiceOptions {
   notifyChannel?: string
   /** Password derivations at once (default: cores − 1, at least 1); see kdf-queue.ts. */
   passwordConcurrency?: number
-  /** Password derivations allowed to wait before the next fails with KdfBusyError (default 16). */
+  /** Login password checks allowed to wait before the next fails with KdfBusyError (default 16);
+   * createUser and setPassword always wait. */
   passwordQueue?: number
 }
 
@@ -193,7 +194,7 @@ export class TokenService {
     const name = normalizeUsername(username)
     const existing = await this.db.select({ id: users.id }).from(users).where(eq(users.username, name)).limit(1)
     if (existing.length > 0) throw new UserExistsError(name)
-    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams))
+    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
     const rows = await this.db.insert(users).values({ username: name, passwordHash })
       .onConflictDoNothing({ target: users.username })
       .returning({ id: users.id, username: users.username })
@@ -215,7 +216,7 @@ export class TokenService {
    */
   async setPassword (username: string, password: string): Promise<void> {
     const name = normalizeUsername(username)
-    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams))
+    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
     const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.username, name)).returning({ id: users.id })
     if (rows.length === 0) throw new UserNotFoundError(name)
   }
@@ -264,7 +265,7 @@ export class TokenService {
     if (!ok || !row.active) return null
     const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
     if (needsRehash(row.passwordHash, this.passwordParams)) {
-      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams))
+      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
       // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
       set.passwordHash = sql`case when ${users.passwordHash} = ${row.passwordHash} then ${fresh} else ${users.passwordHash} end`
     }
