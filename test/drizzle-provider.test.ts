@@ -4,16 +4,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
-import type { Logger } from 'drizzle-orm/logger'
 import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
 import { DrizzleTokenAuthProvider } from '../lib/providers/drizzle.js'
-import { createDatabase, type Database, type TokenAuthDatabase } from '../lib/store/database.js'
-import * as schema from '../lib/store/schema.js'
+import { createDatabase } from '../lib/store/database.js'
 import { generateToken } from '../lib/store/token-format.js'
 import { TokenService } from '../lib/store/service.js'
-import { freshDatabase, query, requirePostgres } from './helpers/db.js'
+import { countingDb, freshDatabase, query, requirePostgres } from './helpers/db.js'
 
 async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance> {
   const app = Fastify()
@@ -22,16 +18,6 @@ async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance>
   await app.ready()
   t.teardown(() => app.close())
   return app
-}
-
-/** A drizzle db on the same connection that counts the queries it runs. */
-function countingDb (database: Database): { db: TokenAuthDatabase, queries: string[] } {
-  const queries: string[] = []
-  const logger: Logger = { logQuery: (q) => { queries.push(q) } }
-  const db = database.sql !== undefined
-    ? drizzlePostgres(database.sql, { schema, logger })
-    : drizzlePglite(database.pglite!, { schema, logger })
-  return { db: db as unknown as TokenAuthDatabase, queries }
 }
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })

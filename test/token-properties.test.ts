@@ -5,25 +5,11 @@
 import * as zlib from 'node:zlib'
 import t from 'tap'
 import fc from 'fast-check'
-import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
-import type { Logger } from 'drizzle-orm/logger'
 import { DrizzleTokenAuthProvider } from '../lib/providers/drizzle.js'
-import type { Database, TokenAuthDatabase } from '../lib/store/database.js'
-import * as schema from '../lib/store/schema.js'
 import { BASE62_ALPHABET, TOKEN_CHECKSUM_LENGTH, TOKEN_RANDOM_LENGTH, checkTokenFormat } from '../lib/store/token-format.js'
-import { freshDatabase } from './helpers/db.js'
+import { countingDb, freshDatabase } from './helpers/db.js'
 
 const RUNS = { numRuns: 10_000 }
-
-function countingDb (database: Database): { db: TokenAuthDatabase, queries: string[] } {
-  const queries: string[] = []
-  const logger: Logger = { logQuery: (q) => { queries.push(q) } }
-  const db = database.sql !== undefined
-    ? drizzlePostgres(database.sql, { schema, logger })
-    : drizzlePglite(database.pglite!, { schema, logger })
-  return { db: db as unknown as TokenAuthDatabase, queries }
-}
 
 /** The checksum the format uses: CRC32 of the random part, 6 base62 digits (independent re-implementation). */
 function checksum (random: string): string {

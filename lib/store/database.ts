@@ -233,7 +233,8 @@ async function createPglite (opts: CreateDatabaseOptions): Promise<Database> {
   }
 }
 
-function pidIsAlive (pid: number): boolean {
+/** True while a process with this pid exists (EPERM: it exists, under another user). */
+export function pidIsAlive (pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

@@ -14,7 +14,11 @@ import { randomBytes } from 'node:crypto'
 import { PGlite } from '@electric-sql/pglite'
 import postgres from 'postgres'
 import tap, { type Test } from 'tap'
-import { createDatabase, migrate, type Database } from '../../lib/store/database.js'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import type { Logger } from 'drizzle-orm/logger'
+import { createDatabase, migrate, pidIsAlive, type Database, type TokenAuthDatabase } from '../../lib/store/database.js'
+import * as schema from '../../lib/store/schema.js'
 import { TokenService, type TokenServiceOptions } from '../../lib/store/service.js'
 
 /** scrypt parameters for tests that do not measure hashing: fast (N = 2^10). */
@@ -86,15 +90,6 @@ async function sweepStaleDatabases (admin: postgres.Sql): Promise<void> {
   }
 }
 
-function pidIsAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 export async function freshDatabase (t: Test, opts: FreshDatabaseOptions = {}): Promise<FreshDatabase> {
   const base = databaseUrl()
   let database: Database
@@ -159,4 +154,14 @@ export async function query<T = Record<string, unknown>> (database: Database, te
   if (database.sql !== undefined) return [...await database.sql.unsafe(text, params as never[])] as T[]
   if (database.pglite !== undefined) return (await database.pglite.query<T>(text, params)).rows
   throw new Error('query(): unknown database kind')
+}
+
+/** A drizzle db on the same connection that records the SQL of every query it runs. */
+export function countingDb (database: Database): { db: TokenAuthDatabase, queries: string[] } {
+  const queries: string[] = []
+  const logger: Logger = { logQuery: (q) => { queries.push(q) } }
+  const db = database.sql !== undefined
+    ? drizzlePostgres(database.sql, { schema, logger })
+    : drizzlePglite(database.pglite!, { schema, logger })
+  return { db: db as unknown as TokenAuthDatabase, queries }
 }
