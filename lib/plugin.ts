@@ -17,7 +17,7 @@ import { TokenAuthUnavailableError, type TokenAuthProvider, type TokenAuthUser }
 
 export interface TokenAuthOptions {
   /** Where tokens are resolved; an array is tried in order (see ChainTokenAuthProvider). With
-   * `database`, the database provider is tried after these (e.g. secret service tokens, then users'). */
+   * `database`, the database provider is tried first: its format check passes other tokens on. */
   provider?: TokenAuthProvider | readonly TokenAuthProvider[]
   /** The token store (`createDatabase()`'s result, migrated). Enables the database provider, the
    * TokenService (`fastify.tokenAuth.service`) and the /login and /logout routes. */
@@ -111,7 +111,17 @@ function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions, done: (err
   ready.then(() => done(), done)
 }
 
+const OPTION_KEYS = new Set([
+  'provider', 'database', 'drizzle', 'service', 'routes', 'realm', 'authDecorator', 'userProperty', 'maxTokenLength', 'retryAfter'
+])
+// What Fastify's register() itself takes, passed along in the same object.
+const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
+
 function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unknown> {
+  // A misspelt option (`rotues: false`) must not silently leave the default in place.
+  for (const key of Object.keys(opts)) {
+    if (!OPTION_KEYS.has(key) && !REGISTER_KEYS.has(key)) throw new TypeError(`fastify-token-auth: unknown option '${key}' (known: ${[...OPTION_KEYS].join(', ')})`)
+  }
   const realm = opts.realm ?? 'api'
   assertQuotable('realm', realm)
   const authName = opts.authDecorator ?? 'auth'
@@ -201,13 +211,15 @@ function setup (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<unkno
       const raw = request.raw
       // A CORS preflight carries no credentials by design; leave it to the CORS plugin.
       if (raw.method === 'OPTIONS' && raw.headers['access-control-request-method'] !== undefined) return next()
-      const token = parseBearer(raw.headers.authorization, maxTokenLength)
-      if (typeof token !== 'string') {
-        request[kReason] = token
+      const value = raw.headers.authorization
+      // Two credentials are ambiguous whatever their schemes (Node keeps only the first in `headers`).
+      if (value !== undefined && hasDuplicateAuthorization(raw.rawHeaders)) {
+        request[kReason] = MALFORMED
         return next()
       }
-      if (hasDuplicateAuthorization(raw.rawHeaders)) {
-        request[kReason] = MALFORMED
+      const token = parseBearer(value, maxTokenLength)
+      if (typeof token !== 'string') {
+        request[kReason] = token
         return next()
       }
       let result

@@ -81,3 +81,21 @@ t.test('the plugin registered twice gets a clear error', async (t) => {
     await app.register(tokenAuth, { provider: { getUser: () => null }, authDecorator: 'auth2', userProperty: 'user2' })
   }, /already registered/)
 })
+
+t.test('a misspelt option is refused, not ignored', async (t) => {
+  const provider = { getUser: () => null }
+  await t.rejects(async () => { await Fastify().register(tokenAuth, { provider, rotues: false } as never) }, /unknown option 'rotues'/)
+  // Fastify's own register() options come in the same object and are fine.
+  const app = Fastify()
+  await app.register(tokenAuth, { provider, prefix: '/api', logLevel: 'warn' } as never)
+  t.ok(app.hasDecorator('auth'))
+})
+
+t.test('two Authorization headers are malformed whatever the first one says', async (t) => {
+  const app = await appWith(t, { getUser: (token) => token === 'abc123' ? { id: 1, username: 'a' } : null })
+  for (const first of ['Basic eDp5', '', 'Bearer abc123']) {
+    const res = await app.inject({ url: '/me', headers: { authorization: [first, 'Bearer abc123'] as never } })
+    t.equal(res.statusCode, 400, JSON.stringify(first))
+    t.match(res.headers['www-authenticate'], /error="invalid_request"/)
+  }
+})

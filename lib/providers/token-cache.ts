@@ -36,6 +36,9 @@ export class TokenCache {
       this.#ttl = 0
       return
     }
+    for (const key of Object.keys(options ?? {})) {
+      if (!['max', 'ttl', 'negativeTtl', 'negativeMax'].includes(key)) throw new TypeError(`fastify-token-auth: unknown option cache.${key} (known: max, ttl, negativeTtl, negativeMax)`)
+    }
     const { max = 10_000, ttl = 60_000, negativeTtl = 5_000, negativeMax = 10_000 } = options ?? {}
     for (const [name, value] of Object.entries({ max, ttl, negativeTtl, negativeMax })) {
       if (!Number.isInteger(value) || value < 0) throw new TypeError(`fastify-token-auth: cache.${name} must be a whole number ≥ 0`)
