@@ -11,7 +11,8 @@ import { checkTokenFormat, generateToken, hashToken } from '../lib/store/token-f
 import { SecretTokenAuthProvider } from '../lib/providers/secret.js'
 import { DrizzleTokenAuthProvider } from '../lib/providers/drizzle.js'
 import { FST_TOKEN_AUTH_INVALID_TOKEN } from '../lib/errors.js'
-import { createDatabase, migrate } from '../lib/store/database.js'
+import { createDatabase } from '../lib/store/database.js'
+import { migrate } from '../lib/store/migrate.js'
 import { TokenService } from '../lib/store/service.js'
 
 let sink: unknown

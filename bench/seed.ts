@@ -6,7 +6,8 @@
  * have to fill the index, nobody presents them.
  */
 import postgres from 'postgres'
-import { createDatabase, migrate } from '../lib/store/database.js'
+import { createDatabase } from '../lib/store/database.js'
+import { migrate } from '../lib/store/migrate.js'
 import { TokenService } from '../lib/store/service.js'
 import { generateToken, hashToken } from '../lib/store/token-format.js'
 
@@ -60,7 +61,7 @@ export async function seedBenchDatabase (opts: SeedOptions): Promise<BenchDataba
     const pool = opts.pool ?? 1000
     const more = Array.from({ length: pool - 1 }, () => generateToken())
     await (database.sql as postgres.Sql).unsafe(
-      `insert into token_auth_tokens (user_id, token_hash, prefix, name)
+      `insert into token_auth_tokens (user_id, token_hash, hint, name)
        select $1, h, 'tat_pool', 'bench pool' from unnest($2::text[]) as h`,
       // An array literal (hex strings need no quoting): createDatabase turns postgres.js's type
       // fetching off, so it would not serialize a JS array as text[].
@@ -73,7 +74,7 @@ export async function seedBenchDatabase (opts: SeedOptions): Promise<BenchDataba
       for (let from = 1; from <= filler; from += 250_000) {
         const to = Math.min(filler, from + 249_999)
         await sql.unsafe(
-          `insert into token_auth_tokens (user_id, token_hash, prefix, name)
+          `insert into token_auth_tokens (user_id, token_hash, hint, name)
            select $1, md5(i::text) || md5('filler' || i::text), 'tat_fill', 'filler'
            from generate_series($2::int, $3::int) as i`, [user.id, from, to])
       }

@@ -9,7 +9,8 @@
  * full collection when --expose-gc is on.
  */
 import { buildServer } from '../example/app.js'
-import { createDatabase, migrate } from '../lib/store/database.js'
+import { createDatabase } from '../lib/store/database.js'
+import { migrate } from '../lib/store/migrate.js'
 
 const url = process.env.SOAK_DATABASE_URL
 if (url === undefined || url === '') throw new Error('SOAK_DATABASE_URL is required')

@@ -73,7 +73,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 try {
   await app.listen({ port, host })
   // After listen: a start that fails (port taken) must not create a user whose password nobody saw.
-  const firstUser = database.kind === 'pglite' ? await createFirstUser(app.tokenAuth.service) : null
+  const firstUser = database.kind === 'pglite' ? await createFirstUser(app.tokenAuth.service!) : null
   const address = app.server.address()
   const actualPort = typeof address === 'object' && address !== null ? address.port : port
   const curlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host

@@ -1,4 +1,6 @@
-// Error codes (FST_TOKEN_AUTH_*) and the RFC 6750 §3 WWW-Authenticate challenges.
+// Every error the plugin answers with or throws at startup: the FST_TOKEN_AUTH_* codes (@fastify/error),
+// the RFC 6750 §3 WWW-Authenticate challenges, the one 503 answer, and what of a failure is logged.
+// (The store's own error classes, thrown by TokenService and createDatabase, are in store/errors.ts.)
 import createError from '@fastify/error'
 
 // No stack traces: a rejection is a normal outcome on the hot path, and a stack per request is the
@@ -15,14 +17,18 @@ export const FST_TOKEN_AUTH_INSUFFICIENT_SCOPE = createError(
   'FST_TOKEN_AUTH_INSUFFICIENT_SCOPE', 'The token lacks a scope this route requires', 403, Error, noStack)
 export const FST_TOKEN_AUTH_UNAVAILABLE = createError(
   'FST_TOKEN_AUTH_UNAVAILABLE', 'Authentication is temporarily unavailable, retry later', 503, Error, noStack)
-// The login routes (lib/routes/login.ts). One message for every bad-credentials case, so the answer
-// does not tell an unknown user from a wrong password or a deactivated account.
+// The login routes. One message for every bad-credentials case, so the answer does not tell an
+// unknown user from a wrong password or a deactivated account.
 export const FST_TOKEN_AUTH_BAD_CREDENTIALS = createError(
   'FST_TOKEN_AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401, Error, noStack)
 export const FST_TOKEN_AUTH_LOGIN_THROTTLED = createError(
   'FST_TOKEN_AUTH_LOGIN_THROTTLED', 'Too many failed login attempts, retry later', 429, Error, noStack)
 export const FST_TOKEN_AUTH_NOT_REVOCABLE = createError(
   'FST_TOKEN_AUTH_NOT_REVOCABLE', 'This token does not come from the token store and cannot be logged out', 403, Error, noStack)
+
+/** Thrown at registration (or by a constructor) for a bad option; `option` is the option's path. */
+export const FST_TOKEN_AUTH_INVALID_OPTION = createError(
+  'FST_TOKEN_AUTH_INVALID_OPTION', 'fastify-token-auth: %s', 500, TypeError)
 
 export const errorCodes = {
   FST_TOKEN_AUTH_MISSING,
@@ -32,14 +38,40 @@ export const errorCodes = {
   FST_TOKEN_AUTH_UNAVAILABLE,
   FST_TOKEN_AUTH_BAD_CREDENTIALS,
   FST_TOKEN_AUTH_LOGIN_THROTTLED,
-  FST_TOKEN_AUTH_NOT_REVOCABLE
+  FST_TOKEN_AUTH_NOT_REVOCABLE,
+  FST_TOKEN_AUTH_INVALID_OPTION
 }
 
-/** A quoted-string body must not hold `"` or `\` (we do not escape) nor control characters. */
-export function assertQuotable (what: string, value: string): void {
-  if (!/^[\x20-\x7e]*$/.test(value) || /["\\]/.test(value)) {
-    throw new TypeError(`fastify-token-auth: ${what} must be printable ASCII without '"' or '\\', got ${JSON.stringify(value)}`)
+/**
+ * What a provider throws when its backing store cannot answer. Any thrown error is treated the same
+ * way (503); this one lets a provider suggest a Retry-After in seconds.
+ */
+export class TokenAuthUnavailableError extends Error {
+  /** Seconds for `Retry-After`; undefined: the plugin's `retryAfter` option. */
+  readonly retryAfter: number | undefined
+  constructor (message = 'token provider unavailable', options?: { cause?: unknown, retryAfter?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'TokenAuthUnavailableError'
+    this.retryAfter = options?.retryAfter
   }
+}
+
+type WithHeaders = Error & { headers?: Record<string, string> }
+
+/** An error carrying the headers Fastify's error handler sends with it (WWW-Authenticate, Retry-After). */
+export function withHeaders<E extends Error> (err: E, headers: Record<string, string>): E {
+  (err as WithHeaders).headers = headers
+  return err
+}
+
+/** Headers for a 503, built once per instance; `unavailable(headers)` makes the answer. */
+export function retryAfterHeaders (seconds: number): Record<string, string> {
+  return Object.freeze({ 'retry-after': String(seconds) }) as Record<string, string>
+}
+
+/** The one 503 answer: FST_TOKEN_AUTH_UNAVAILABLE with Retry-After. */
+export function unavailable (headers: Record<string, string>): Error {
+  return withHeaders(new FST_TOKEN_AUTH_UNAVAILABLE(), headers)
 }
 
 /** `Bearer realm="..."` plus an error code and, for insufficient_scope, the scopes the route needs. */
@@ -67,4 +99,9 @@ export function describeFailure (err: unknown): { type: string, code?: string, m
     return { type: inner.name, code: typeof code === 'string' ? code : undefined, message: inner.message }
   }
   return { type: typeof inner, message: String(inner) }
+}
+
+/** Logs a store or provider failure at error level, without the parts that may hold hashes. */
+export function logFailure (log: { error: (obj: object, msg: string) => void }, err: unknown, what: string, extra?: object): void {
+  log.error({ failure: describeFailure(err), ...extra }, `fastify-token-auth: ${what}`)
 }

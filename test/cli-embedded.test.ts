@@ -5,16 +5,13 @@ import { existsSync } from 'node:fs'
 import * as path from 'node:path'
 import t from 'tap'
 import { createDatabase } from '../lib/store/database.js'
-import { cli, scenario, tempDir, type Target } from './helpers/cli.js'
-
-// Every command is its own process (1 to 2 s each, several times that on a loaded machine): more than .taprc's 120 s.
-t.setTimeout(600_000)
+import { cli, cliInProcess, scenario, tempDir, type Target } from './helpers/cli.js'
 
 t.test('on the embedded database (PGlite, ./.data of the working directory)', async (t) => {
   const cwd = tempDir(t)
   const dataDir = path.join(cwd, '.data')
   const target: Target = {
-    run: (args, input) => cli(args, { cwd, env: {}, input }),
+    run: (args, input) => cliInProcess(args, { cwd, env: {}, input }),
     withDatabase: async (fn) => {
       const database = await createDatabase(undefined, { dataDir })
       try {
@@ -36,7 +33,7 @@ t.test('on the embedded database (PGlite, ./.data of the working directory)', as
   // Held by another process (as by the server from `npm start`): a clear message, exit 1.
   const held = await createDatabase(undefined, { dataDir })
   try {
-    r = await target.run(['token', 'list', 'alice'])
+    r = await cli(['token', 'list', 'alice'], { cwd, env: {} })
     t.equal(r.code, 1, 'busy: exit 1')
     t.match(r.stderr, /the embedded database \(.*\.data\) is in use by another process \(pid \d+\)/)
     t.match(r.stderr, /stop the server \(Ctrl-C\), run this command again/)
@@ -52,9 +49,9 @@ t.test('on the embedded database (PGlite, ./.data of the working directory)', as
 
   // --data-dir and TOKEN_AUTH_DATA_DIR pick another directory.
   const other = path.join(cwd, 'elsewhere')
-  r = await cli(['token', 'list', 'alice', '--data-dir', other], { cwd, env: {} })
+  r = await cliInProcess(['token', 'list', 'alice', '--data-dir', other], { cwd, env: {} })
   t.match(r.stderr, /user "alice" does not exist/, '--data-dir: another database')
-  r = await cli(['token', 'list', 'alice'], { cwd, env: { TOKEN_AUTH_DATA_DIR: other } })
+  r = await cliInProcess(['token', 'list', 'alice'], { cwd, env: { TOKEN_AUTH_DATA_DIR: other } })
   t.match(r.stderr, /user "alice" does not exist/, 'TOKEN_AUTH_DATA_DIR: the same other database')
   t.ok(existsSync(path.join(other, 'PG_VERSION')))
 })

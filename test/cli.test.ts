@@ -1,17 +1,15 @@
-// The `fastify-token-auth` bin end to end (each command in its own process): usage errors, then the
-// whole story against a fresh PostgreSQL database. The embedded database: test/cli-embedded.test.ts.
-import { existsSync } from 'node:fs'
+// The `fastify-token-auth` CLI: usage errors, then the whole story against a fresh PostgreSQL database,
+// each command run in process through main() (as the bin runs it); the bin itself, as a process, at the
+// end. The embedded database: test/cli-embedded.test.ts.
+import { existsSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
 import t from 'tap'
 import { freshDatabase, requirePostgres } from './helpers/db.js'
-import { cli, scenario, tempDir, type Result, type Target } from './helpers/cli.js'
-
-// Every command is its own process (1 to 2 s each, several times that on a loaded machine): more than .taprc's 120 s.
-t.setTimeout(600_000)
+import { cli, cliInProcess, scenario, tempDir, TOKEN_RE, type Result, type Target } from './helpers/cli.js'
 
 t.test('usage errors and help (no database is opened)', async (t) => {
   const cwd = tempDir(t)
-  const run = (args: string[], input?: string): Promise<Result> => cli(args, { cwd, env: {}, input })
+  const run = (args: string[], input?: string): Promise<Result> => cliInProcess(args, { cwd, env: {}, input })
   let r = await run(['--help'])
   t.equal(r.code, 0)
   t.match(r.stdout, /^Usage: fastify-token-auth <command> \[options\]/)
@@ -45,9 +43,10 @@ t.test('usage errors and help (no database is opened)', async (t) => {
     t.match(r.stderr, /^fastify-token-auth: /)
     t.equal(r.stdout, '')
   }
+  t.notOk(existsSync(path.join(cwd, '.data')), 'no embedded database was created by a usage error')
   r = await run(['token', 'list', 'bob'])
   t.match(r.stderr, /does not exist/, 'sanity: a valid command does open the database')
-  r = await cli(['token', 'list', 'bob', '--data-dir', cwd], { cwd, env: { DATABASE_URL: 'postgres://127.0.0.1:1/x' } })
+  r = await cliInProcess(['token', 'list', 'bob', '--data-dir', cwd], { cwd, env: { DATABASE_URL: 'postgres://127.0.0.1:1/x' } })
   t.equal(r.code, 2, '--data-dir with DATABASE_URL is a usage error')
 })
 
@@ -56,7 +55,7 @@ t.test('on PostgreSQL (DATABASE_URL)', async (t) => {
   const { url, database, service } = await freshDatabase(t, { migrate: false })
   const cwd = tempDir(t)
   const target: Target = {
-    run: (args, input) => cli(args, { cwd, env: { DATABASE_URL: url }, input }),
+    run: (args, input) => cliInProcess(args, { cwd, env: { DATABASE_URL: url }, input }),
     withDatabase: async (fn) => await fn(database)
   }
   let r = await target.run(['token', 'list', 'alice'])
@@ -83,7 +82,54 @@ t.test('on PostgreSQL (DATABASE_URL)', async (t) => {
   t.ok(await service.verifyCredentials('bob', 'first line'), 'only the first line, without CR LF, is the password')
   t.notOk(existsSync(path.join(cwd, '.data')), 'no embedded database was created')
 
-  const down = await cli(['token', 'list', 'alice'], { cwd, env: { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing' } })
+  const down = await cliInProcess(['token', 'list', 'alice'], { cwd, env: { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing' } })
   t.equal(down.code, 1, 'a server that does not answer: exit 1')
   t.match(down.stderr, /ECONNREFUSED/)
+})
+
+t.test('the config module: the CLI hashes and issues as the app does', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, service } = await freshDatabase(t)
+  const cwd = tempDir(t)
+  writeFileSync(path.join(cwd, 'token-auth.config.mjs'), "export default { service: { prefix: 'acme', passwordParams: { ln: 11 } } }\n")
+  const env = { DATABASE_URL: url }
+  let r = await cliInProcess(['--config', 'token-auth.config.mjs', 'user', 'create', 'erin'], { cwd, env, input: 'pw\n' })
+  t.equal(r.code, 0, r.stderr)
+  const [{ passwordHash }] = await service.db.query.users.findMany({ where: (u, { eq }) => eq(u.username, 'erin') })
+  t.match(passwordHash, /^scrypt\$ln=11,r=8,p=1\$/, 'hashed with the config\'s cost, not the defaults')
+  r = await cliInProcess(['token', 'create', 'erin'], { cwd, env: { ...env, TOKEN_AUTH_CONFIG: 'token-auth.config.mjs' } })
+  t.match(r.stdout, /^acme_[0-9A-Za-z]{36}\n$/, 'TOKEN_AUTH_CONFIG: the config\'s prefix')
+  writeFileSync(path.join(cwd, 'bad.config.mjs'), "export default { service: { prefix: 'Bad-One' } }\n")
+  r = await cliInProcess(['--config', 'bad.config.mjs', 'token', 'list', 'erin'], { cwd, env })
+  t.equal(r.code, 2, 'a bad option in the config: exit 2')
+  t.match(r.stderr, /^fastify-token-auth: config: option service\.prefix must be a token prefix/)
+  r = await cliInProcess(['--config', 'missing.mjs', 'token', 'list', 'erin'], { cwd, env })
+  t.equal(r.code, 1)
+  t.match(r.stderr, /^fastify-token-auth: cannot load the config "missing\.mjs"/)
+})
+
+t.test('the bin, as a process of its own', async (t) => {
+  const cwd = tempDir(t)
+  let r = await cli(['--help'], { cwd, env: {} })
+  t.equal(r.code, 0, '--help exits 0')
+  t.match(r.stdout, /^Usage: fastify-token-auth <command> \[options\]/)
+  r = await cli(['frobnicate'], { cwd, env: {} })
+  t.equal(r.code, 2, 'a usage error exits 2')
+  t.match(r.stderr, /^fastify-token-auth: unknown command "frobnicate"\nRun `fastify-token-auth --help` for usage\.\n$/)
+})
+
+t.test('the bin, as a process of its own, on PostgreSQL', async (t) => {
+  if (!requirePostgres(t)) return
+  const cwd = tempDir(t)
+  const { url } = await freshDatabase(t, { migrate: false })
+  const env = { DATABASE_URL: url }
+  let r = await cli(['migrate'], { cwd, env })
+  t.equal(r.code, 0, r.stderr)
+  r = await cli(['user', 'create', 'frank'], { cwd, env, input: 'a password\n' })
+  t.equal(r.code, 0, 'the password is read from piped stdin')
+  r = await cli(['token', 'create', 'frank', '--name', 'ci'], { cwd, env })
+  t.equal(r.code, 0)
+  t.match(r.stdout, /^tat_[0-9A-Za-z]{36}\n$/)
+  t.match(r.stdout.trim(), TOKEN_RE)
+  t.equal(r.stderr, '')
 })

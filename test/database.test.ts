@@ -5,9 +5,10 @@ t.setTimeout(300_000)
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
-import {
-  createDatabase, EmbeddedDatabaseBusyError, migrate, MIGRATIONS_FOLDER, ping, validateChannel
-} from '../lib/store/database.js'
+import { createDatabase, ping } from '../lib/store/database.js'
+import { EmbeddedDatabaseBusyError } from '../lib/store/errors.js'
+import { migrate, MIGRATIONS_FOLDER } from '../lib/store/migrate.js'
+import { validateChannel } from '../lib/store/notify.js'
 import { databaseUrl, freshDatabase, query, requirePostgres } from './helpers/db.js'
 
 async function exitedPid (): Promise<number> {

@@ -108,7 +108,7 @@ t.test('an inactive user is refused even if a token row survived', async (t) => 
 t.test('revocation in this process is immediate, cache on', async (t) => {
   const { database, service } = await freshDatabase(t)
   const app = await appOn(t, { database })
-  const svc = app.tokenAuth.service
+  const svc = app.tokenAuth.service!
   const user = await service.createUser('grace', 'correct horse battery')
   const a = await svc.issueToken(user.id)
   const b = await svc.issueToken(user.id)
@@ -137,7 +137,7 @@ t.test('a token revoked through one instance is refused by another within a seco
   const appA = await appOn(t, { database: dbA })
   const appB = await appOn(t, { database: dbB })
   for (const app of [appA, appB]) t.equal((await app.inject({ url: '/me', headers: bearer(issued.token) })).statusCode, 200, 'cached in both')
-  await appA.tokenAuth.service.revokeToken(issued.id)
+  await appA.tokenAuth.service!.revokeToken(issued.id)
   const revokedAt = Date.now()
   t.equal((await appA.inject({ url: '/me', headers: bearer(issued.token) })).statusCode, 401, 'refused at once where revoked')
   let status = 200
@@ -149,7 +149,7 @@ t.test('a token revoked through one instance is refused by another within a seco
   t.equal(status, 401, `refused by the other instance after ${Date.now() - revokedAt} ms`)
   t.equal((await appB.inject({ url: '/me', headers: bearer(other.token) })).statusCode, 200, 'the other token still works there')
   // Revoke-all and prune travel the same way.
-  await appA.tokenAuth.service.revokeAllTokens(user.id)
+  await appA.tokenAuth.service!.revokeAllTokens(user.id)
   await sleep(300)
   t.equal((await appB.inject({ url: '/me', headers: bearer(other.token) })).statusCode, 401)
 })
@@ -196,11 +196,14 @@ t.test('last_used_at is written at most once per interval, in a batch, off the r
 
 t.test('options are checked when the provider is made', async (t) => {
   const { database } = await freshDatabase(t)
-  t.throws(() => new DrizzleTokenAuthProvider({} as never), /db/)
-  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, prefix: 'Bad-Prefix' }), /prefix/)
-  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, cache: { ttl: -1 } }), /cache\.ttl/)
-  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, lastUsedInterval: 0 }), /lastUsedInterval/)
-  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, queryTimeout: 0 }), /queryTimeout/)
+  const code = 'FST_TOKEN_AUTH_INVALID_OPTION'
+  t.throws(() => new DrizzleTokenAuthProvider({} as never), { code, option: 'DrizzleTokenAuthProvider.db', message: /must be a Drizzle database/ })
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, prefix: 'Bad-Prefix' }), { code, option: 'DrizzleTokenAuthProvider.prefix', message: /must be a token prefix/ })
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, cache: { ttl: -1 } }), { code, option: 'DrizzleTokenAuthProvider.cache.ttl', message: /from 0 to 2147483647 \(milliseconds\), got -1/ })
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, cache: { tll: 5 } as never }), { code, option: 'DrizzleTokenAuthProvider.cache.tll', message: /unknown option/ })
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, lastUsedInterval: 0 }), { code, option: 'DrizzleTokenAuthProvider.lastUsedInterval', message: /from 1 to 2147483647/ })
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, queryTimeout: 0 }), { code, option: 'DrizzleTokenAuthProvider.queryTimeout', message: /from 1 to 2147483647/ })
+  t.throws(() => new DrizzleTokenAuthProvider({ db: database.db, queryTimeout: Infinity }), { code, option: 'DrizzleTokenAuthProvider.queryTimeout', message: /got Infinity/ })
 })
 
 t.test('a provider made on its own follows its service: prefix and NOTIFY channel', async (t) => {

@@ -4,7 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import Fastify from 'fastify'
 import tokenAuth from '../lib/index.js'
-import { KdfBusyError, KdfQueue } from '../lib/store/kdf-queue.js'
+import { KdfBusyError } from '../lib/store/errors.js'
+import { defaultKdfConcurrency, KdfQueue } from '../lib/store/kdf-queue.js'
+import { TokenService } from '../lib/store/service.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase } from './helpers/db.js'
 
 t.test('runs at most `concurrency` at once, in order, and refuses past maxWaiting', async (t) => {
@@ -31,11 +33,12 @@ t.test('runs at most `concurrency` at once, in order, and refuses past maxWaitin
 })
 
 t.test('defaults and option checks', async (t) => {
-  const queue = new KdfQueue()
-  t.ok(queue.concurrency >= 1)
-  t.equal(queue.maxWaiting, 16)
-  t.throws(() => new KdfQueue({ concurrency: 0 }), /passwordConcurrency/)
-  t.throws(() => new KdfQueue({ maxWaiting: -1 }), /passwordQueue/)
+  t.ok(defaultKdfConcurrency() >= 1, 'the cores less one, at least 1')
+  const db = { db: {} as never }
+  t.throws(() => new TokenService(db, { passwordConcurrency: 0 }),
+    { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'TokenService.passwordConcurrency', message: /option TokenService\.passwordConcurrency must be an integer from 1 to 1024, got 0/ })
+  t.throws(() => new TokenService(db, { passwordQueue: -1 }), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'TokenService.passwordQueue' })
+  t.throws(() => new TokenService(db, { passwordQueue: 1.5 }), { option: 'TokenService.passwordQueue', message: /passwordQueue/ })
 })
 
 t.test('a login beyond the queue gets 503 with Retry-After, never a 500', async (t) => {
@@ -47,7 +50,7 @@ t.test('a login beyond the queue gets 503 with Retry-After, never a 500', async 
     routes: { throttle: false }
   })
   t.teardown(() => app.close())
-  await app.tokenAuth.service.createUser('kim', 'correct horse battery')
+  await app.tokenAuth.service!.createUser('kim', 'correct horse battery')
   const login = () => app.inject({ method: 'POST', url: '/login', payload: { username: 'kim', password: 'correct horse battery' } })
   const answers = await Promise.all([login(), login(), login()])
   const statuses = answers.map((r) => r.statusCode).sort()

@@ -32,7 +32,7 @@ t.test('unknown user vs wrong password: medians within 10% (default scrypt param
   await app.register(tokenAuth, { database, routes: { throttle: false } })
   t.teardown(() => app.close())
   await app.ready()
-  const service = app.tokenAuth.service
+  const service = app.tokenAuth.service!
   t.same(service.passwordParams, DEFAULT_PASSWORD_PARAMS, 'the real parameters')
   await service.createUser('alice', PASSWORD)
   await service.createUser('bob', PASSWORD)

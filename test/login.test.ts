@@ -1,10 +1,11 @@
 // POST /login, /logout and /logout/all on a real database (one fresh database for this file):
 // answers, hostile bodies, what is stored, expiry, revocation, the guarded native-app flow, options.
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type InjectOptions, type onRequestHookHandler } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type InjectOptions } from 'fastify'
 import tokenAuth, { SecretTokenAuthProvider, errorCodes, type TokenAuthOptions } from '../lib/index.js'
-import { defaultTokenName, loginRoutes, type LoginRoutesOptions } from '../lib/routes/login.js'
-import { UserInactiveError } from '../lib/store/service.js'
+import { defaultTokenName } from '../lib/routes/login.js'
+import type { LoginRoutesOptions } from '../lib/routes/options.js'
+import { UserInactiveError } from '../lib/store/errors.js'
 import { createDatabase, type Database } from '../lib/store/database.js'
 import { generateToken, hashToken } from '../lib/store/token-format.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase, requirePostgres } from './helpers/db.js'
@@ -42,7 +43,7 @@ const me = (app: FastifyInstance, token: string) => app.inject({ url: '/me', hea
 
 // Users shared by the tests: made once through a service with the same (fast) parameters.
 const app0 = await build()
-const service = app0.tokenAuth.service
+const service = app0.tokenAuth.service!
 await service.createUser('alice', PASSWORD)
 await service.createUser('bob', PASSWORD)
 await service.deactivateUser('bob')
@@ -88,12 +89,12 @@ t.test('login: 200 with a working token, no-store, and a new token every time', 
 t.test('the token name: body.name, else the User-Agent, else "login"', async (t) => {
   const app = await build()
   t.teardown(() => app.close())
-  await app.tokenAuth.service.createUser('namer', PASSWORD)
+  await app.tokenAuth.service!.createUser('namer', PASSWORD)
   t.equal((await login(app, { username: 'namer', password: PASSWORD, name: 'Pixel 8' })).statusCode, 200)
   t.equal((await login(app, { username: 'namer', password: PASSWORD }, { headers: { 'user-agent': '  MyApp/1.2 (iOS)  ' } })).statusCode, 200)
   t.equal((await login(app, { username: 'namer', password: PASSWORD, name: '  ' }, { headers: { 'user-agent': 'x'.repeat(300) } })).statusCode, 200)
   t.equal((await login(app, { username: 'namer', password: PASSWORD }, { headers: { 'user-agent': '' } })).statusCode, 200)
-  const names = (await app.tokenAuth.service.listTokens('namer')).map((tok) => tok.name)
+  const names = (await app.tokenAuth.service!.listTokens('namer')).map((tok) => tok.name)
   t.same(names, ['Pixel 8', 'MyApp/1.2 (iOS)', 'x'.repeat(200), 'login'])
 })
 
@@ -262,17 +263,17 @@ t.test('logout/all revokes every token of the user, no one else\'s', async (t) =
   t.equal((await app.inject({ method: 'POST', url: '/logout/all', headers: bearer(tokens[1]) })).statusCode, 204)
   for (const token of tokens) t.equal((await me(app, token)).statusCode, 401)
   t.equal((await me(app, carol)).statusCode, 200)
-  t.same(await app.tokenAuth.service.listTokens('alice'), [])
+  t.same(await app.tokenAuth.service!.listTokens('alice'), [])
   t.equal((await login(app, { username: 'alice', password: PASSWORD })).statusCode, 200, 'logging in again works')
 })
 
 t.test('deactivating a user (through the service) revokes their tokens and refuses logins', async (t) => {
   const app = await build()
   t.teardown(() => app.close())
-  await app.tokenAuth.service.createUser('dave', PASSWORD)
+  await app.tokenAuth.service!.createUser('dave', PASSWORD)
   const token = (await login(app, { username: 'dave', password: PASSWORD })).json().token
   t.equal((await me(app, token)).statusCode, 200)
-  await app.tokenAuth.service.deactivateUser('dave')
+  await app.tokenAuth.service!.deactivateUser('dave')
   t.equal((await me(app, token)).statusCode, 401)
   const again = await login(app, { username: 'dave', password: PASSWORD })
   t.equal(again.statusCode, 401)
@@ -338,7 +339,7 @@ t.test('routes are configurable, can be turned off, and follow the plugin\'s pre
   const noLogin = await build({ login: false })
   t.teardown(() => noLogin.close())
   t.equal((await login(noLogin, { username: 'alice', password: PASSWORD })).statusCode, 404)
-  const token = (await noLogin.tokenAuth.service.issueToken('alice')).token
+  const token = (await noLogin.tokenAuth.service!.issueToken('alice')).token
   t.equal((await noLogin.inject({ method: 'POST', url: '/logout', headers: bearer(token) })).statusCode, 204)
 
   const none = await build(false)
@@ -376,7 +377,7 @@ t.test('the store fails: 503 with Retry-After and a generic message, never 500',
   const app = await build({}, { retryAfter: 7 })
   t.teardown(() => app.close())
   const token = (await login(app, { username: 'alice', password: PASSWORD })).json().token
-  const svc = app.tokenAuth.service as unknown as Record<string, unknown>
+  const svc = app.tokenAuth.service! as unknown as Record<string, unknown>
   const boom = async (): Promise<never> => { throw new Error('connect ECONNREFUSED 10.1.2.3:5432 secret-internal-detail') }
   for (const method of ['verifyCredentials', 'issueToken', 'revokeTokenByHash', 'revokeAllTokens']) {
     const original = svc[method]
@@ -404,9 +405,9 @@ t.test('the store fails: 503 with Retry-After and a generic message, never 500',
 t.test('the store does not answer: 503 after routes.timeout, and a token issued too late is revoked', async (t) => {
   const app = await build({ timeout: 150 })
   t.teardown(() => app.close())
-  await app.tokenAuth.service.createUser('slow', PASSWORD)
+  await app.tokenAuth.service!.createUser('slow', PASSWORD)
   const token = (await login(app, { username: 'slow', password: PASSWORD })).json().token
-  const svc = app.tokenAuth.service as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  const svc = app.tokenAuth.service! as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
   const proto = Object.getPrototypeOf(svc) as typeof svc
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
   const hang = () => new Promise<never>(() => {})
@@ -427,7 +428,7 @@ t.test('the store does not answer: 503 after routes.timeout, and a token issued 
   }
   restore()
 
-  const before = (await app.tokenAuth.service.listTokens('slow')).length
+  const before = (await app.tokenAuth.service!.listTokens('slow')).length
   svc.issueToken = async function (this: unknown, ...args: unknown[]) {
     await sleep(400)
     return await proto.issueToken.apply(this, args)
@@ -435,7 +436,7 @@ t.test('the store does not answer: 503 after routes.timeout, and a token issued 
   const late = await login(app, { username: 'slow', password: PASSWORD })
   t.equal(late.statusCode, 503, 'issuing took too long')
   await sleep(700)
-  t.equal((await app.tokenAuth.service.listTokens('slow')).length, before, 'the token committed after the 503 was revoked')
+  t.equal((await app.tokenAuth.service!.listTokens('slow')).length, before, 'the token committed after the 503 was revoked')
   restore()
   t.equal((await login(app, { username: 'slow', password: PASSWORD })).statusCode, 200)
 })
@@ -470,31 +471,33 @@ t.test('logs carry neither passwords nor tokens', async (t) => {
 })
 
 t.test('options are checked at registration, with clear messages', async (t) => {
-  const cases: Array<[unknown, RegExp]> = [
-    [{ login: 'login' }, /routes\.login must be a path starting with '\/'/],
-    [{ logout: 5 }, /routes\.logout must be a path/],
-    [{ login: '/x', logout: '/x' }, /must differ/],
-    [{ loginPath: '/x' }, /unknown option routes\.loginPath/],
-    [{ loginGuard: {} }, /routes\.loginGuard must be a provider/],
-    [{ loginGuard: ['abc'] }, /routes\.loginGuard must be a provider/],
-    [{ tokenExpiresIn: 0 }, /routes\.tokenExpiresIn must be null \(never\) or a whole number of seconds/],
-    [{ tokenExpiresIn: 1.5 }, /routes\.tokenExpiresIn/],
-    [{ tokenExpiresIn: '3600' }, /routes\.tokenExpiresIn/],
-    [{ tokenScopes: 'read' }, /routes\.tokenScopes must be an array/],
-    [{ tokenScopes: ['has space'] }, /routes\.tokenScopes/],
-    [{ throttle: 'yes' }, /routes\.throttle must be false or/],
-    [{ throttle: { perAccount: 0 } }, /routes\.throttle\.perAccount must be a positive integer/],
-    [{ throttle: { perIp: -1 } }, /routes\.throttle\.perIp/],
-    [{ throttle: { timeWindow: '15 minutes' } }, /routes\.throttle\.timeWindow must be a positive integer number of milliseconds/],
-    [{ throttle: { max: 5 } }, /unknown option routes\.throttle\.max/],
-    [{ securityScheme: '' }, /routes\.securityScheme/],
-    [{ timeout: 0 }, /routes\.timeout must be a positive integer number of milliseconds/],
-    ['yes', /the routes option must be an object or false/]
+  const cases: Array<[unknown, string, RegExp]> = [
+    [{ login: 'login' }, 'routes.login', /option routes\.login must be a path starting with '\/' \(printable ASCII, no spaces\) or false, got "login"/],
+    [{ logout: 5 }, 'routes.logout', /option routes\.logout must be a path/],
+    [{ login: '/x', logout: '/x' }, 'routes.login', /options routes\.login, routes\.logout and routes\.logoutAll must differ, got \/x, \/x, \/logout\/all/],
+    [{ loginPath: '/x' }, 'routes.loginPath', /unknown option routes\.loginPath \(known: routes\.login,/],
+    [{ loginGuard: {} }, 'routes.loginGuard', /option routes\.loginGuard must be a provider/],
+    [{ loginGuard: ['abc'] }, 'routes.loginGuard', /option routes\.loginGuard must be a provider/],
+    [{ tokenExpiresIn: 0 }, 'routes.tokenExpiresIn', /option routes\.tokenExpiresIn must be an integer from 1 to 316224000 \(seconds\), got 0/],
+    [{ tokenExpiresIn: 1.5 }, 'routes.tokenExpiresIn', /option routes\.tokenExpiresIn must be/],
+    [{ tokenExpiresIn: '3600' }, 'routes.tokenExpiresIn', /option routes\.tokenExpiresIn must be/],
+    [{ tokenScopes: 'read' }, 'routes.tokenScopes', /option routes\.tokenScopes must be an array of at most 64 scope tokens/],
+    [{ tokenScopes: ['has space'] }, 'routes.tokenScopes[0]', /option routes\.tokenScopes\[0\] must be an RFC 6749 scope token/],
+    [{ throttle: 'yes' }, 'routes.throttle', /option routes\.throttle must be false or \{ perAccount\?, perIp\?, timeWindow\? \}/],
+    [{ throttle: { perAccount: 0 } }, 'routes.throttle.perAccount', /option routes\.throttle\.perAccount must be an integer from 1 to 1000000, got 0/],
+    [{ throttle: { perIp: -1 } }, 'routes.throttle.perIp', /option routes\.throttle\.perIp must be/],
+    [{ throttle: { timeWindow: '15 minutes' } }, 'routes.throttle.timeWindow', /option routes\.throttle\.timeWindow must be an integer from 1 to 2147483647 \(milliseconds\)/],
+    [{ throttle: { max: 5 } }, 'routes.throttle.max', /unknown option routes\.throttle\.max/],
+    [{ securityScheme: '' }, 'routes.securityScheme', /option routes\.securityScheme must be the name of an OpenAPI security scheme, or false/],
+    [{ timeout: 0 }, 'routes.timeout', /option routes\.timeout must be an integer from 1 to 2147483647 \(milliseconds\)/],
+    [{ timeout: 3e9 }, 'routes.timeout', /option routes\.timeout must be an integer from 1 to 2147483647 \(milliseconds\), got 3000000000/],
+    ['yes', 'routes', /option routes must be an object or false/]
   ]
-  for (const [routes, message] of cases) {
+  for (const [routes, option, message] of cases) {
     const app = Fastify()
     const given = structuredCloneSafe(routes)
-    await t.rejects(async () => { await app.register(tokenAuth, { database, routes: routes as LoginRoutesOptions }).ready() }, message, JSON.stringify(routes))
+    await t.rejects(async () => { await app.register(tokenAuth, { database, routes: routes as LoginRoutesOptions }).ready() },
+      { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option, message }, JSON.stringify(routes))
     t.same(routes, given, 'the options object is not mutated')
     await app.close()
   }
@@ -504,16 +507,7 @@ function structuredCloneSafe (value: unknown): unknown {
   try { return structuredClone(value) } catch { return value }
 }
 
-t.test('loginRoutes checks what the plugin gives it', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  const other = await build(false)
-  t.teardown(() => other.close())
-  const service = other.tokenAuth.service
-  const auth: onRequestHookHandler = (_request, _reply, done) => done()
-  t.throws(() => loginRoutes(app, { service: undefined as never, auth }), /need a TokenService/)
-  t.throws(() => loginRoutes(app, { service, auth: undefined as never }), /need the plugin's auth hook/)
-  t.throws(() => loginRoutes(app, { service, auth, retryAfter: -1 }), /retryAfter must be a whole number/)
+t.test('the default token name', async (t) => {
   t.equal(defaultTokenName(undefined), 'login')
   t.equal(defaultTokenName('\u0085\u0000 '), 'login')
   t.equal(defaultTokenName('curl/8.5.0'), 'curl/8.5.0')
@@ -528,7 +522,7 @@ t.test('all three routes off: nothing registered', async (t) => {
 t.test('a user deactivated between the password check and the token: the same 401', async (t) => {
   const app = await build()
   t.teardown(() => app.close())
-  const svc = app.tokenAuth.service as unknown as Record<string, unknown>
+  const svc = app.tokenAuth.service! as unknown as Record<string, unknown>
   svc.issueToken = async () => { throw new UserInactiveError('alice') }
   t.teardown(() => { delete svc.issueToken })
   const res = await login(app, { username: 'alice', password: PASSWORD })

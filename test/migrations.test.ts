@@ -8,10 +8,13 @@ import postgres from 'postgres'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import { getTableConfig } from 'drizzle-orm/pg-core'
 import { tokens, users } from '../lib/store/schema.js'
-import { migrate, MIGRATIONS_FOLDER, MIGRATIONS_TABLE, type Database } from '../lib/store/database.js'
+import type { Database } from '../lib/store/database.js'
+import { migrate, MIGRATIONS_FOLDER, MIGRATIONS_TABLE } from '../lib/store/migrate.js'
 import { freshDatabase, query, requirePostgres } from './helpers/db.js'
 
 const run = promisify(execFile)
+/** How many migrations drizzle/ holds (one journal row each once applied). */
+const MIGRATIONS = readdirSync(MIGRATIONS_FOLDER).filter((f) => f.endsWith('.sql')).length
 const root = fileURLToPath(new URL('..', import.meta.url))
 const drizzleKit = path.join(root, 'node_modules', '.bin', 'drizzle-kit')
 
@@ -53,7 +56,7 @@ t.test('migrate() on a drizzle database the app built (no URL: no advisory lock)
   const client = postgres(url!, { max: 1, onnotice: () => {} })
   t.teardown(() => client.end({ timeout: 5 }))
   await migrate({ db: drizzle(client), kind: 'postgres' })
-  t.equal((await query(database, `select count(*)::int as n from drizzle.${MIGRATIONS_TABLE}`))[0].n, 1)
+  t.equal((await query(database, `select count(*)::int as n from drizzle.${MIGRATIONS_TABLE}`))[0].n, MIGRATIONS)
 })
 
 t.test('the schema objects: foreign key with cascade, indexes', async (t) => {
@@ -68,7 +71,7 @@ t.test('concurrent migrate() calls (several processes starting at once) are seri
   if (!requirePostgres(t)) return
   const { database } = await freshDatabase(t, { migrate: false })
   await Promise.all([migrate(database), migrate(database), migrate(database)])
-  t.equal((await query(database, `select count(*)::int as n from drizzle.${MIGRATIONS_TABLE}`))[0].n, 1)
+  t.equal((await query(database, `select count(*)::int as n from drizzle.${MIGRATIONS_TABLE}`))[0].n, MIGRATIONS, 'each migration applied once')
 })
 
 t.test('coexists with a host app that has its own users table and its own Drizzle journal', async (t) => {
@@ -126,7 +129,27 @@ t.test('npx drizzle-kit migrate with drizzle.config.ts, then migrate() changes n
   const res = await run(drizzleKit, ['migrate'], { cwd: root, env: { ...process.env, DATABASE_URL: url } })
   t.match(res.stdout + res.stderr, /migrations applied successfully/i)
   const first = await describeSchema(database)
-  t.equal((first as { journal: unknown[] }).journal.length, 1, 'recorded in drizzle.__token_auth_migrations')
+  t.equal((first as { journal: unknown[] }).journal.length, MIGRATIONS, 'recorded in drizzle.__token_auth_migrations')
   await migrate(database)
   t.same(await describeSchema(database), first, 'the programmatic migrate shares the journal')
+})
+
+t.test('an upgrade from the 0.1.0 schema keeps every row (the visible prefix column becomes `hint`)', async (t) => {
+  const { database } = await freshDatabase(t, { migrate: false })
+  // drizzle/ as 0.1.0 shipped it: the first migration only.
+  const old = t.testdir({})
+  cpSync(MIGRATIONS_FOLDER, old, { recursive: true })
+  const journalPath = path.join(old, 'meta', '_journal.json')
+  const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: Array<{ tag: string }> }
+  journal.entries = journal.entries.slice(0, 1)
+  writeFileSync(journalPath, JSON.stringify(journal))
+  const config = { migrationsFolder: old, migrationsSchema: 'drizzle', migrationsTable: MIGRATIONS_TABLE }
+  if (database.kind === 'pglite') await (await import('drizzle-orm/pglite/migrator')).migrate(database.db as never, config)
+  else await (await import('drizzle-orm/postgres-js/migrator')).migrate(database.db as never, config)
+  await query(database, "insert into token_auth_users (username, password_hash) values ('old', 'x')")
+  await query(database, "insert into token_auth_tokens (user_id, token_hash, prefix, name) select id, 'h1', 'tat_AbC1', 'laptop' from token_auth_users")
+  await migrate(database)
+  t.same(await query(database, 'select u.username, t.token_hash, t.hint, t.name from token_auth_tokens t join token_auth_users u on u.id = t.user_id'),
+    [{ username: 'old', token_hash: 'h1', hint: 'tat_AbC1', name: 'laptop' }], 'the rows are kept, the visible part now under hint')
+  t.equal((await query(database, `select count(*)::int as n from drizzle.${MIGRATIONS_TABLE}`))[0].n, MIGRATIONS)
 })

@@ -4,7 +4,7 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import tokenAuth, { SecretTokenAuthProvider } from '../lib/index.js'
-import type { LoginRoutesOptions } from '../lib/routes/login.js'
+import type { LoginRoutesOptions } from '../lib/routes/options.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase } from './helpers/db.js'
 
 const { database } = await freshDatabase(t)

@@ -79,14 +79,14 @@ async function recovery (app: FastifyInstance, tokens: string[]): Promise<number
     if (res.statusCode !== 503) throw new Error(`unexpected ${res.statusCode} while recovering`)
     if (Date.now() - start > 10_000) throw new Error('not recovered within 10 s')
     await sleep(20)
-    app.tokenAuth.provider.clearCache()
+    app.tokenAuth.provider!.clearCache()
   }
 }
 
 t.test('the proxy is cut while requests are in flight: 503s, no 500, no unknown token passes; back within 2 s', async (t) => {
   if (!requirePostgres(t)) return
   const { app, proxy, direct, userId } = await setup(t)
-  const svc = app.tokenAuth.service
+  const svc = app.tokenAuth.service!
   const cached = (await svc.issueToken(userId)).token
   t.equal((await me(app, cached)).statusCode, 200, 'a token seen before the outage (now cached)')
   const cold = await Promise.all(Array.from({ length: 40 }, async () => (await svc.issueToken(userId)).token))
@@ -141,7 +141,7 @@ for (const end of ['heal', 'reset'] as const) {
   t.test(`a blackhole (connections accepted, never answered): 503 within queryTimeout; the partition ends with a ${end}, no restart`, async (t) => {
     if (!requirePostgres(t)) return
     const { app, proxy, direct, userId } = await setup(t)
-    const svc = app.tokenAuth.service
+    const svc = app.tokenAuth.service!
     const cached = (await svc.issueToken(userId)).token
     t.equal((await me(app, cached)).statusCode, 200)
     const cold = await Promise.all(Array.from({ length: 20 }, async () => (await svc.issueToken(userId)).token))

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { InvalidPasswordError } from '../lib/store/errors.js'
 import {
-  DEFAULT_PASSWORD_PARAMS, dummyVerify, hashPassword, InvalidPasswordError, needsRehash, normalizePassword,
-  resolvePasswordParams, verifyPassword
+  DEFAULT_PASSWORD_PARAMS, dummyVerify, hashPassword, needsRehash, normalizePassword, resolvePasswordParams, verifyPassword
 } from '../lib/store/passwords.js'
 
 const FAST = { ln: 10 }

@@ -89,17 +89,18 @@ t.test('config.tokenAuth: false skips resolution, and fastify.auth there still r
 t.test('bad route config is refused when the route is declared', async (t) => {
   const app = await build()
   t.teardown(() => app.close())
+  const code = 'FST_TOKEN_AUTH_INVALID_OPTION'
   t.throws(() => app.get('/x', { config: { tokenAuth: 'yes' as never } }, async () => 'x'),
-    { message: /config\.tokenAuth of GET \/x must be false or \{ scopes, provider \}/ })
+    { code, option: 'config.tokenAuth', message: 'fastify-token-auth: GET /x: option config.tokenAuth must be false or { scopes, provider }, got "yes"' })
   t.throws(() => app.get('/y', { config: { tokenAuth: { scopes: ['has space'] } } }, async () => 'y'),
-    { message: /config\.tokenAuth of GET \/y: scopes must be an array of RFC 6749 scope tokens/ })
+    { code, option: 'config.tokenAuth.scopes[0]', message: /GET \/y: option config\.tokenAuth\.scopes\[0\] must be an RFC 6749 scope token, got "has space"/ })
   t.throws(() => app.get('/z', { config: { tokenAuth: { scopes: 'write' as never } } }, async () => 'z'),
-    { message: /config\.tokenAuth of GET \/z: scopes/ })
+    { code, option: 'config.tokenAuth.scopes', message: /GET \/z: option config\.tokenAuth\.scopes must be an array of RFC 6749 scope tokens/ })
   // A misspelt key must not leave the route open.
   t.throws(() => app.get('/v', { config: { tokenAuth: { scope: ['admin'] } as never } }, async () => 'v'),
-    { message: /config\.tokenAuth of GET \/v has an unknown key 'scope'/ })
+    { code, option: 'config.tokenAuth.scope', message: /GET \/v: unknown option config\.tokenAuth\.scope \(known: config\.tokenAuth\.scopes, config\.tokenAuth\.provider\)/ })
   t.throws(() => app.get('/w', { config: { tokenAuth: { provider: {} as never } } }, async () => 'w'),
-    { message: /a provider must have a getUser/ })
+    { code, option: 'config.tokenAuth.provider', message: /GET \/w: option config\.tokenAuth\.provider must be a provider \(an object with a getUser\(token, request\) method\)/ })
 })
 
 t.test('CORS preflight is not touched', async (t) => {
@@ -321,19 +322,30 @@ t.test('per-route provider', async (t) => {
 })
 
 t.test('options are validated at registration with a clear message', async (t) => {
-  const bad: Array<[string, unknown, RegExp]> = [
-    ['no provider', {}, /the `provider` option \(or `database`\) is required/],
-    ['null provider', { provider: null }, /the `provider` option/],
-    ['empty provider list', { provider: [] }, /the `provider` option/],
-    ['provider without getUser', { provider: { user: 1 } }, /a provider must have a getUser\(token, request\) method/],
-    ['maxTokenLength 0', { provider: secret(), maxTokenLength: 0 }, /maxTokenLength must be a positive integer/],
-    ['maxTokenLength 1.5', { provider: secret(), maxTokenLength: 1.5 }, /maxTokenLength must be a positive integer/],
-    ['maxTokenLength string', { provider: secret(), maxTokenLength: '100' }, /maxTokenLength must be a positive integer/],
-    ['retryAfter -1', { provider: secret(), retryAfter: -1 }, /retryAfter must be a whole number of seconds/]
+  const bad: Array<[string, unknown, string, RegExp]> = [
+    ['no provider', {}, 'provider', /option provider must be given \(or `database`\)/],
+    ['null provider', { provider: null }, 'provider', /option provider must be given/],
+    ['empty provider list', { provider: [] }, 'provider', /option provider must be given/],
+    ['provider without getUser', { provider: { user: 1 } }, 'provider', /option provider must be a provider \(an object with a getUser\(token, request\) method\)/],
+    ['a list with a non-provider', { provider: [secret(), 'x'] }, 'provider[1]', /option provider\[1\] must be a provider/],
+    ['maxTokenLength 0', { provider: secret(), maxTokenLength: 0 }, 'maxTokenLength', /option maxTokenLength must be an integer from 1 to 65536, got 0/],
+    ['maxTokenLength 1.5', { provider: secret(), maxTokenLength: 1.5 }, 'maxTokenLength', /option maxTokenLength must be an integer from 1 to 65536, got 1\.5/],
+    ['maxTokenLength string', { provider: secret(), maxTokenLength: '100' }, 'maxTokenLength', /option maxTokenLength must be an integer from 1 to 65536, got "100"/],
+    ['retryAfter -1', { provider: secret(), retryAfter: -1 }, 'retryAfter', /option retryAfter must be an integer from 0 to 86400 \(seconds\), got -1/],
+    ['realm with a quote', { provider: secret(), realm: 'a"b' }, 'realm', /option realm must be printable ASCII without/],
+    ['authDecorator not an identifier', { provider: secret(), authDecorator: 'a-b' }, 'authDecorator', /option authDecorator must be a JavaScript identifier/],
+    ['drizzle.cache.ttl Infinity (a timer would fire after 1 ms)', { provider: secret(), drizzle: { cache: { ttl: Infinity } } }, 'drizzle.cache.ttl',
+      /option drizzle\.cache\.ttl must be an integer from 0 to 2147483647 \(milliseconds\), got Infinity/],
+    ['drizzle.queryTimeout Infinity', { provider: secret(), drizzle: { queryTimeout: Infinity } }, 'drizzle.queryTimeout', /option drizzle\.queryTimeout must be an integer from 1 to 2147483647/],
+    ['a misspelt drizzle key', { provider: secret(), drizzle: { cahce: false } }, 'drizzle.cahce', /unknown option drizzle\.cahce \(known: drizzle\.cache, drizzle\.lastUsedInterval, drizzle\.queryTimeout\)/],
+    ['a misspelt service key', { provider: secret(), service: { prefx: 'x' } }, 'service.prefx', /unknown option service\.prefx/],
+    ['a misspelt passwordParams key', { provider: secret(), service: { passwordParams: { n: 17 } } }, 'service.passwordParams.n', /unknown option service\.passwordParams\.n/],
+    ['passwordParams.ln out of range', { provider: secret(), service: { passwordParams: { ln: 30 } } }, 'service.passwordParams.ln', /option service\.passwordParams\.ln must be an integer from 10 to 22/],
+    ['a bad prefix', { provider: secret(), service: { prefix: 'My-App' } }, 'service.prefix', /option service\.prefix must be a token prefix/]
   ]
-  for (const [name, opts, message] of bad) {
+  for (const [name, opts, option, message] of bad) {
     const app = Fastify()
-    await t.rejects(async () => { await app.register(tokenAuth, opts as TokenAuthOptions) }, { message }, name)
+    await t.rejects(async () => { await app.register(tokenAuth, opts as TokenAuthOptions) }, { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option, message }, name)
     await app.close()
   }
   const options = { provider: secret(), realm: 'r' }

@@ -59,7 +59,7 @@ t.test('requests racing a revocation: none started after the revocation returned
   const { database, service } = await freshDatabase(t)
   const user = await service.createUser('alice', PASSWORD)
   const app = await appOn(t, { database, routes: false })
-  const svc = app.tokenAuth.service
+  const svc = app.tokenAuth.service!
   for (const how of ['revokeToken', 'revokeTokenByHash (what /logout does)', 'revokeAllTokens'] as const) {
     const issued = await svc.issueToken(user.id)
     t.equal((await me(app, issued.token)).statusCode, 200, `${how}: the token works (and is cached)`)
@@ -118,7 +118,7 @@ t.test('deactivating a user while requests and logins are in flight leaves no to
   const user = await service.createUser('alice', PASSWORD)
   // 90 logins at once, unthrottled: a queue long enough that none is refused as a flood (kdf-queue.ts).
   const app = await appOn(t, { database, routes: { throttle: false }, service: { passwordParams: FAST_PASSWORD_PARAMS, passwordQueue: 1000 } })
-  const svc = app.tokenAuth.service
+  const svc = app.tokenAuth.service!
   const warm = await Promise.all(Array.from({ length: 10 }, async () => (await svc.issueToken(user.id)).token))
   const cold = await Promise.all(Array.from({ length: 10 }, async () => (await svc.issueToken(user.id)).token))
   for (const token of warm) t.equal((await me(app, token)).statusCode, 200)

@@ -55,7 +55,7 @@ t.test('a million tokens: the provider\'s lookup is an index scan on token_hash'
   const issued = await service.issueToken(user.id, { name: 'real', scopes: ['read'] })
   const started = Date.now()
   // One statement. The filler hashes are 64 hex characters like a SHA-256, but nobody presents them.
-  const insert = `insert into token_auth_tokens (user_id, token_hash, prefix, name)
+  const insert = `insert into token_auth_tokens (user_id, token_hash, hint, name)
     select $1::bigint, 'f' || lpad(to_hex(i), 63, '0'), 'tat_fill', 'filler' from generate_series(1, $2::int) as i`
   if (database.sql !== undefined) {
     // All rows belong to an existing user: skip the per-row foreign-key trigger, which costs more than the insert itself.

@@ -5,22 +5,30 @@ import { SecretTokenAuthProvider } from '../lib/index.js'
 const TOKEN = 'abc123-Secret_token.value~XYZ'
 
 t.test('tokens must be a list', async (t) => {
-  t.throws(() => new SecretTokenAuthProvider({ tokens: 'abc123' as never }),
-    { name: 'TypeError', message: "SecretTokenAuthProvider: `tokens` must be an array of strings, e.g. { tokens: ['abc123'] }" },
-    'a lone string is refused')
-  t.throws(() => new SecretTokenAuthProvider({} as never), { message: /must be an array/ })
-  t.throws(() => new SecretTokenAuthProvider(undefined as never), { message: /must be an array/ })
-  t.throws(() => new SecretTokenAuthProvider({ tokens: new Set(['abc']) as never }), { message: /must be an array/ })
-  t.throws(() => new SecretTokenAuthProvider({ tokens: [] }), { message: 'SecretTokenAuthProvider: `tokens` is empty' })
+  const notAList = (got: string) => ({
+    code: 'FST_TOKEN_AUTH_INVALID_OPTION',
+    option: 'SecretTokenAuthProvider.tokens',
+    message: `fastify-token-auth: option SecretTokenAuthProvider.tokens must be a non-empty array of tokens, e.g. { tokens: ['abc123'] }, got ${got}`
+  })
+  t.throws(() => new SecretTokenAuthProvider({ tokens: 'abc123' as never }), { name: 'FastifyError', ...notAList('"abc123"') }, 'a lone string is refused')
+  try {
+    t.fail(String(new SecretTokenAuthProvider({ tokens: 'x' as never })))
+  } catch (err) {
+    t.ok(err instanceof TypeError, 'a TypeError')
+  }
+  t.throws(() => new SecretTokenAuthProvider({} as never), notAList('undefined'))
+  t.throws(() => new SecretTokenAuthProvider(undefined as never), notAList('undefined'))
+  t.throws(() => new SecretTokenAuthProvider({ tokens: new Set(['abc']) as never }), notAList('an object'))
+  t.throws(() => new SecretTokenAuthProvider({ tokens: [] }), notAList('an array'), 'an empty list is refused')
 })
 
 t.test('every token must be a valid b64token', async (t) => {
   for (const bad of ['', 'has space', 'tab\there', 'quote"', 'ünï', '==', 'a=b', 'a,b', 'Bearer x', 42, null, undefined]) {
     t.throws(() => new SecretTokenAuthProvider({ tokens: ['fine', bad as string] }),
-      { message: 'SecretTokenAuthProvider: tokens[1] is not a valid bearer token (RFC 6750 b64token)' }, JSON.stringify(bad))
+      { option: 'SecretTokenAuthProvider.tokens[1].token', message: /option SecretTokenAuthProvider\.tokens\[1\]\.token must be a valid bearer token \(RFC 6750 b64token\)/ }, JSON.stringify(bad))
   }
-  t.throws(() => new SecretTokenAuthProvider({ tokens: [{ token: 'a b' }] }), { message: /tokens\[0\]/ })
-  t.throws(() => new SecretTokenAuthProvider({ tokens: [{} as never] }), { message: /tokens\[0\]/ })
+  t.throws(() => new SecretTokenAuthProvider({ tokens: [{ token: 'a b' }] }), { message: /tokens\[0\]\.token must be/ })
+  t.throws(() => new SecretTokenAuthProvider({ tokens: [{} as never] }), { message: /tokens\[0\]\.token must be/ })
   t.doesNotThrow(() => new SecretTokenAuthProvider({ tokens: ['AZaz09-._~+/=='] }))
 })
 

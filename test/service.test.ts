@@ -4,10 +4,11 @@ t.setTimeout(300_000)
 import postgres from 'postgres'
 import { freshDatabase, query, requirePostgres, FAST_PASSWORD_PARAMS } from './helpers/db.js'
 import {
-  chunkPayloads, InvalidPasswordError, InvalidTokenOptionsError, InvalidUsernameError, NOTIFY_PAYLOAD_MAX_BYTES,
-  TokenService, UserExistsError, UserInactiveError, UserNotFoundError
-} from '../lib/store/service.js'
-import { normalizeUsername } from '../lib/store/schema.js'
+  InvalidPasswordError, InvalidTokenOptionsError, InvalidUsernameError, UserExistsError, UserInactiveError, UserNotFoundError
+} from '../lib/store/errors.js'
+import { chunkPayloads, NOTIFY_PAYLOAD_MAX_BYTES } from '../lib/store/notify.js'
+import { TokenService } from '../lib/store/service.js'
+import { normalizeUsername } from '../lib/store/usernames.js'
 import { checkTokenFormat, hashToken } from '../lib/store/token-format.js'
 
 const PW = 'correct horse battery staple'
@@ -112,16 +113,16 @@ t.test('tokens: issue, stored hashed, list, expiry', async (t) => {
     t.notOk(row.includes(forever.token.slice(8)))
   }
   const [stored] = await query<Record<string, unknown>>(database,
-    'select token_hash, prefix, name, array_to_json(scopes)::text as scopes, expires_at, last_used_at, user_id::int as user_id from token_auth_tokens where id = $1', [issued.id])
+    'select token_hash, hint, name, array_to_json(scopes)::text as scopes, expires_at, last_used_at, user_id::int as user_id from token_auth_tokens where id = $1', [issued.id])
   t.match(stored, {
-    token_hash: hashToken(issued.token), prefix: issued.token.slice(0, 8), name: 'laptop', scopes: '["read","write"]', last_used_at: null, user_id: userId
+    token_hash: hashToken(issued.token), hint: issued.token.slice(0, 8), name: 'laptop', scopes: '["read","write"]', last_used_at: null, user_id: userId
   })
   t.equal(toDate(stored.expires_at).getTime(), issued.expiresAt!.getTime(), 'expires_at stored as returned')
 
   const list = await service.listTokens('erin')
   t.equal(list.length, 2)
-  t.same(Object.keys(list[0]).sort(), ['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'prefix', 'scopes'], 'no secret, no hash')
-  t.match(list[0], { id: issued.id, name: 'laptop', prefix: /^tat_[0-9A-Za-z]{4}$/, scopes: ['read', 'write'], createdAt: Date, lastUsedAt: null, expiresAt: Date })
+  t.same(Object.keys(list[0]).sort(), ['createdAt', 'expiresAt', 'hint', 'id', 'lastUsedAt', 'name', 'scopes'], 'no secret, no hash')
+  t.match(list[0], { id: issued.id, name: 'laptop', hint: /^tat_[0-9A-Za-z]{4}$/, scopes: ['read', 'write'], createdAt: Date, lastUsedAt: null, expiresAt: Date })
   t.match(list[1], { id: forever.id, name: '', scopes: [], expiresAt: null })
   t.same(await service.listTokens(userId), list, 'by id too')
   await t.rejects(service.listTokens('nobody'), UserNotFoundError)
@@ -148,8 +149,8 @@ t.test('tokens: issue, stored hashed, list, expiry', async (t) => {
 
   const custom = new TokenService(database, { prefix: 'myapp', passwordParams: FAST_PASSWORD_PARAMS })
   t.ok(checkTokenFormat((await custom.issueToken(userId)).token, 'myapp'), 'configurable prefix')
-  t.throws(() => new TokenService(database, { prefix: 'My-App' }), /invalid token prefix/)
-  t.throws(() => new TokenService(database, { notifyChannel: 'Bad Channel' }), /invalid notify channel/)
+  t.throws(() => new TokenService(database, { prefix: 'My-App' }), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'TokenService.prefix', message: /option TokenService\.prefix must be a token prefix/ })
+  t.throws(() => new TokenService(database, { notifyChannel: 'Bad Channel' }), { option: 'TokenService.notifyChannel', message: /option TokenService\.notifyChannel must be a NOTIFY channel/ })
   t.throws(() => new TokenService(undefined as never), /needs a database/)
 })
 

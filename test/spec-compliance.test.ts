@@ -187,7 +187,7 @@ t.test('a realm that cannot be quoted is refused at registration', async (t) => 
     const app = Fastify()
     await t.rejects(
       async () => { await app.register(tokenAuth, { provider: new SecretTokenAuthProvider({ tokens: [TOKEN] }), realm }) },
-      { name: 'TypeError', message: /realm must be printable ASCII without '"' or '\\'/ },
+      { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'realm', message: /option realm must be printable ASCII without '"' or '\\'/ },
       JSON.stringify(realm)
     )
     await app.close()

@@ -5,8 +5,8 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type InjectOptions, type LightMyRequestResponse } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import tokenAuth from '../lib/index.js'
-import type { LoginRoutesOptions } from '../lib/routes/login.js'
-import { DEFAULT_THROTTLE, resolveThrottleOptions } from '../lib/routes/throttle.js'
+import type { LoginRoutesOptions } from '../lib/routes/options.js'
+import { DEFAULT_THROTTLE, throttleOptions } from '../lib/routes/throttle.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase } from './helpers/db.js'
 
 const { database, service } = await freshDatabase(t)
@@ -42,7 +42,7 @@ function isThrottled (t: Test, res: LightMyRequestResponse, maxRetryAfter: numbe
 }
 
 t.test('defaults: 10 failures per account per 15 minutes, then 429 with Retry-After, even for the right password', async (t) => {
-  t.same(resolveThrottleOptions(undefined), { perAccount: 10, perIp: 100, timeWindow: 900_000 })
+  t.same(throttleOptions(undefined, 'routes.throttle'), { perAccount: 10, perIp: 100, timeWindow: 900_000 })
   t.same(DEFAULT_THROTTLE, { perAccount: 10, perIp: 100, timeWindow: 900_000 })
   const app = await build()
   t.teardown(() => app.close())
@@ -148,7 +148,7 @@ t.test('throttle: false turns it off', async (t) => {
   const answers = []
   for (let i = 0; i < 30; i++) answers.push((await login(app, 'alice2', 'wrong')).statusCode)
   t.same(answers, Array(30).fill(401))
-  t.same(resolveThrottleOptions(false), false)
+  t.same(throttleOptions(false, 'routes.throttle'), false)
 })
 
 t.test('beside the app\'s own @fastify/rate-limit', async (t) => {

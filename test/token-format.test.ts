@@ -3,7 +3,7 @@ import * as crypto from 'node:crypto'
 import * as zlib from 'node:zlib'
 import fc from 'fast-check'
 import {
-  BASE62_ALPHABET, checkTokenFormat, generateToken, hashToken, tokenPrefix, validateTokenPrefix
+  BASE62_ALPHABET, checkTokenFormat, generateToken, hashToken, tokenHint, validateTokenPrefix
 } from '../lib/store/token-format.js'
 
 const BASE62 = /^[0-9A-Za-z]+$/
@@ -90,14 +90,14 @@ t.test('checkTokenFormat: property tests', async (t) => {
   t.pass()
 })
 
-t.test('hashToken is the hex SHA-256 of the whole token; tokenPrefix is short', async (t) => {
+t.test('hashToken is the hex SHA-256 of the whole token; tokenHint is short', async (t) => {
   const token = generateToken()
   t.equal(hashToken(token), crypto.createHash('sha256').update(token).digest('hex'))
   t.match(hashToken(token), /^[0-9a-f]{64}$/)
-  t.equal(tokenPrefix(token), token.slice(0, 8))
-  t.match(tokenPrefix(token), /^tat_[0-9A-Za-z]{4}$/)
-  t.match(tokenPrefix(generateToken('myapp')), /^myapp_[0-9A-Za-z]{4}$/, 'custom prefix: prefix_ + 4 characters')
-  t.equal(tokenPrefix('abcdefghijkl'), 'abcdefgh', 'no separator: the first 8 characters')
+  t.equal(tokenHint(token), token.slice(0, 8))
+  t.match(tokenHint(token), /^tat_[0-9A-Za-z]{4}$/)
+  t.match(tokenHint(generateToken('myapp')), /^myapp_[0-9A-Za-z]{4}$/, 'custom prefix: prefix_ + 4 characters')
+  t.equal(tokenHint('abcdefghijkl'), 'abcdefgh', 'no separator: the first 8 characters')
 })
 
 t.test('hashToken falls back to createHash without crypto.hash', async (t) => {

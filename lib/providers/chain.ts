@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
-import type { TokenAuthProvider, TokenAuthUser } from './provider.js'
+import { arrayOf } from '../validate.js'
+import { providerCheck, type TokenAuthProvider, type TokenAuthUser } from './provider.js'
 
 type Result = TokenAuthUser | null | Promise<TokenAuthUser | null>
 
@@ -12,10 +13,7 @@ export class ChainTokenAuthProvider implements TokenAuthProvider {
   readonly #providers: readonly TokenAuthProvider[]
 
   constructor (providers: readonly TokenAuthProvider[]) {
-    if (!Array.isArray(providers) || providers.length === 0) {
-      throw new TypeError('ChainTokenAuthProvider: give at least one provider')
-    }
-    this.#providers = [...providers]
+    this.#providers = arrayOf(providerCheck, { min: 1, max: 1000, expected: 'an array of at least one provider' })(providers, 'ChainTokenAuthProvider')
   }
 
   getUser (token: string, request: FastifyRequest): Result {

@@ -1,11 +1,13 @@
 import { eq, sql } from 'drizzle-orm'
+import { TokenAuthUnavailableError } from '../errors.js'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { tokens, users } from '../store/schema.js'
-import { TokenService } from '../store/service.js'
+import { channelOption, prefixOption, TokenService } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
-import { checkTokenFormat, hashToken, validateTokenPrefix } from '../store/token-format.js'
-import { TokenAuthUnavailableError, type DefaultTokenAuthUser, type TokenAuthProvider, type TokenAuthUser } from './provider.js'
-import { TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
+import { checkTokenFormat, hashToken } from '../store/token-format.js'
+import { ms, object, optional, orFalse, satisfies } from '../validate.js'
+import type { DefaultTokenAuthUser, TokenAuthProvider, TokenAuthUser } from './provider.js'
+import { cacheOptions, TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
 
 export interface DrizzleTokenAuthProviderOptions {
   /** A Drizzle database on postgres.js or PGlite, migrated. */
@@ -28,6 +30,23 @@ export interface DrizzleTokenAuthProviderOptions {
   /** A lookup that takes longer than this (ms) is answered "unavailable". Default 5,000. */
   queryTimeout?: number
 }
+
+/** The options the plugin's `drizzle` object takes (the others come from the plugin's store). */
+export const DRIZZLE_OPTIONS = {
+  cache: cacheOptions,
+  lastUsedInterval: orFalse(ms(300_000)),
+  queryTimeout: ms(5_000)
+}
+
+const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null
+const providerOptions = object({
+  ...DRIZZLE_OPTIONS,
+  db: satisfies<TokenAuthDatabase>(isObject, 'a Drizzle database (createDatabase()\'s `db`)'),
+  listen: optional(satisfies<ListenFn>((v) => typeof v === 'function', 'a function (createDatabase()\'s `listen`)')),
+  service: optional(satisfies<TokenService>((v) => v instanceof TokenService, 'a TokenService')),
+  prefix: optional(prefixOption),
+  notifyChannel: optional(channelOption)
+})
 
 function buildLookup (db: TokenAuthDatabase) {
   // One indexed query (token_hash is unique), prepared once.
@@ -64,17 +83,14 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   #flushTimer: NodeJS.Timeout | undefined
   #listening: Promise<void> | undefined
 
-  constructor (options: DrizzleTokenAuthProviderOptions) {
-    if (options?.db === undefined) throw new TypeError('DrizzleTokenAuthProvider: the `db` option is required')
+  constructor (opts: DrizzleTokenAuthProviderOptions) {
+    const options = providerOptions(opts, 'DrizzleTokenAuthProvider')
     this.#service = options.service ?? new TokenService({ db: options.db })
     this.#lookup = buildLookup(options.db)
-    this.#prefix = validateTokenPrefix(options.prefix ?? this.#service.prefix)
+    this.#prefix = options.prefix ?? this.#service.prefix
     this.#cache = new TokenCache(options.cache)
-    const interval = options.lastUsedInterval ?? 300_000
-    this.#lastUsedInterval = interval === false ? Infinity : interval
-    this.#queryTimeout = options.queryTimeout ?? 5_000
-    if (!(this.#lastUsedInterval > 0)) throw new TypeError('DrizzleTokenAuthProvider: lastUsedInterval must be > 0 ms or false')
-    if (!(this.#queryTimeout > 0)) throw new TypeError('DrizzleTokenAuthProvider: queryTimeout must be > 0 ms')
+    this.#lastUsedInterval = options.lastUsedInterval === false ? Infinity : options.lastUsedInterval
+    this.#queryTimeout = options.queryTimeout
 
     this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
     if (options.listen !== undefined && this.#cache.enabled) {

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { satisfies } from '../validate.js'
 
 /**
  * The user a provider resolves a token to. Apps name their own shape by augmenting
@@ -25,7 +26,8 @@ export type TokenAuthUser = TokenAuthUserTypes extends { user: infer U } ? U : D
  * Resolves a bearer token to a user.
  * - return (or resolve to) the user when the token is good;
  * - return `null` when the token is unknown, expired or revoked (answered 401 invalid_token);
- * - throw (or reject) when it cannot tell, e.g. the database is down (answered 503, never 401 or 200).
+ * - throw (or reject) when it cannot tell, e.g. the database is down (answered 503, never 401 or 200);
+ *   TokenAuthUnavailableError (errors.ts) lets it suggest a Retry-After.
  * A synchronous return skips a promise on the hot path; both are accepted.
  */
 export interface TokenAuthProvider {
@@ -36,16 +38,7 @@ export interface TokenAuthProvider {
   close? (): void | Promise<void>
 }
 
-/**
- * What a provider throws when its backing store cannot answer. Any thrown error is treated the same
- * way (503); this one lets a provider suggest a Retry-After in seconds.
- */
-export class TokenAuthUnavailableError extends Error {
-  /** Seconds for `Retry-After`; undefined: the plugin's `retryAfter` option. */
-  readonly retryAfter: number | undefined
-  constructor (message = 'token provider unavailable', options?: { cause?: unknown, retryAfter?: number }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'TokenAuthUnavailableError'
-    this.retryAfter = options?.retryAfter
-  }
-}
+/** The option check for a provider: an object with a getUser method. */
+export const providerCheck = satisfies<TokenAuthProvider>(
+  (v) => typeof (v as TokenAuthProvider | null)?.getUser === 'function',
+  'a provider (an object with a getUser(token, request) method)')

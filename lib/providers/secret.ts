@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
 import { isScopeToken } from '../grammar.js'
 import { isToken68 } from '../header.js'
+import { arrayOf, object, satisfies, string, type Check } from '../validate.js'
 import type { DefaultTokenAuthUser, TokenAuthProvider, TokenAuthUser } from './provider.js'
 
 export interface SecretTokenEntry {
@@ -13,6 +14,18 @@ export interface SecretTokenEntry {
 export interface SecretTokenAuthProviderOptions {
   tokens: ReadonlyArray<string | SecretTokenEntry>
 }
+
+const entryShape = object({
+  token: satisfies<string>((v) => typeof v === 'string' && isToken68(v), 'a valid bearer token (RFC 6750 b64token)'),
+  username: string({ pattern: /^.+$/s, expected: 'a non-empty string', default: 'secret_token_user' }),
+  scopes: arrayOf(satisfies<string>(isScopeToken, 'an RFC 6749 scope token'), { max: 64, expected: 'an array of RFC 6749 scope tokens', default: [] })
+}, { expected: 'a token (a string) or { token, username?, scopes? }' })
+// A string, or anything that is not an object, is the token itself (and checked as one).
+const entry: Check<ReturnType<typeof entryShape>> = (value, path) => entryShape(typeof value === 'object' && value !== null ? value : { token: value }, path)
+const secretOptions = object({
+  // A lone string would otherwise be iterated character by character, or matched as a substring.
+  tokens: arrayOf(entry, { min: 1, max: 100_000, expected: 'a non-empty array of tokens, e.g. { tokens: [\'abc123\'] }' })
+})
 
 const WORDS = 8 // a SHA-256 digest is 8 32-bit words
 // Node's one-shot hash takes any Buffer encoding for its output; its types list only the text ones.
@@ -29,22 +42,9 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
   readonly #users: TokenAuthUser[]
 
   constructor (options: SecretTokenAuthProviderOptions) {
-    const tokens = options?.tokens
-    if (!Array.isArray(tokens)) {
-      // A lone string would otherwise be iterated character by character, or matched as a substring.
-      throw new TypeError('SecretTokenAuthProvider: `tokens` must be an array of strings, e.g. { tokens: [\'abc123\'] }')
-    }
-    if (tokens.length === 0) throw new TypeError('SecretTokenAuthProvider: `tokens` is empty')
+    const { tokens } = secretOptions(options, 'SecretTokenAuthProvider')
     this.#digests = new Int32Array(tokens.length * WORDS)
-    this.#users = tokens.map((entry, i) => {
-      const { token, username = 'secret_token_user', scopes = [] } = typeof entry === 'string' ? { token: entry } : (entry ?? {}) as SecretTokenEntry
-      if (typeof token !== 'string' || !isToken68(token)) {
-        throw new TypeError(`SecretTokenAuthProvider: tokens[${i}] is not a valid bearer token (RFC 6750 b64token)`)
-      }
-      if (typeof username !== 'string' || username === '') throw new TypeError(`SecretTokenAuthProvider: tokens[${i}].username must be a non-empty string`)
-      if (!Array.isArray(scopes) || !scopes.every(isScopeToken)) {
-        throw new TypeError(`SecretTokenAuthProvider: tokens[${i}].scopes must be an array of RFC 6749 scope tokens`)
-      }
+    this.#users = tokens.map(({ token, username, scopes }, i) => {
       const digest = sha256Latin1(token)
       for (let w = 0; w < WORDS; w++) this.#digests[i * WORDS + w] = word(digest, w * 4)
       const user: DefaultTokenAuthUser = { id: username, username, scopes: Object.freeze([...scopes]) }

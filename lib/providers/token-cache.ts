@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { integer, ms, object, orFalse, type Checked } from '../validate.js'
 import type { TokenAuthUser } from './provider.js'
 
 export interface TokenCacheOptions {
@@ -11,6 +12,15 @@ export interface TokenCacheOptions {
   /** Most unknown tokens remembered. Default 10,000. */
   negativeMax?: number
 }
+
+/** The cache options' check (`false`: no cache). Sizes up to 10 million entries; times a timer can hold. */
+export const cacheOptions = orFalse(object({
+  max: integer({ min: 0, max: 10_000_000, default: 10_000 }),
+  ttl: ms(60_000, 0),
+  negativeTtl: ms(5_000, 0),
+  negativeMax: integer({ min: 0, max: 10_000_000, default: 10_000 })
+}))
+export type ResolvedCacheOptions = Checked<typeof cacheOptions>
 
 export interface CachedToken {
   user: TokenAuthUser
@@ -31,18 +41,13 @@ export class TokenCache {
   readonly #ttl: number
   epoch = 0
 
-  constructor (options: TokenCacheOptions | false | undefined) {
+  /** @param options resolved by `cacheOptions` */
+  constructor (options: ResolvedCacheOptions) {
     if (options === false) {
       this.#ttl = 0
       return
     }
-    for (const key of Object.keys(options ?? {})) {
-      if (!['max', 'ttl', 'negativeTtl', 'negativeMax'].includes(key)) throw new TypeError(`fastify-token-auth: unknown option cache.${key} (known: max, ttl, negativeTtl, negativeMax)`)
-    }
-    const { max = 10_000, ttl = 60_000, negativeTtl = 5_000, negativeMax = 10_000 } = options ?? {}
-    for (const [name, value] of Object.entries({ max, ttl, negativeTtl, negativeMax })) {
-      if (!Number.isInteger(value) || value < 0) throw new TypeError(`fastify-token-auth: cache.${name} must be a whole number ≥ 0`)
-    }
+    const { max, ttl, negativeTtl, negativeMax } = options
     this.#ttl = ttl
     if (max > 0 && ttl > 0) this.#good = new LRUCache({ max, ttl, ttlAutopurge: false })
     if (negativeMax > 0 && negativeTtl > 0) this.#unknown = new LRUCache({ max: negativeMax, ttl: negativeTtl })

@@ -20,6 +20,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { normalizeIP } from '@fastify/rate-limit'
+import { integer, ms, object, orFalse, type Checked } from '../validate.js'
 
 export interface LoginThrottleOptions {
   /** Failed logins allowed per account (normalized username) per window; `false`: no account limit.
@@ -34,6 +35,14 @@ export interface LoginThrottleOptions {
 }
 
 export const DEFAULT_THROTTLE = Object.freeze({ perAccount: 10, perIp: 100, timeWindow: 15 * 60 * 1000 })
+
+/** `routes.throttle`: limits (failed logins per window) or false, the window in ms. */
+export const throttleOptions = orFalse(object({
+  perAccount: orFalse(integer({ min: 1, max: 1_000_000, default: DEFAULT_THROTTLE.perAccount })),
+  perIp: orFalse(integer({ min: 1, max: 1_000_000, default: DEFAULT_THROTTLE.perIp })),
+  timeWindow: ms(DEFAULT_THROTTLE.timeWindow)
+}, { expected: 'false or { perAccount?, perIp?, timeWindow? }' }))
+export type ResolvedThrottleOptions = Exclude<Checked<typeof throttleOptions>, false>
 
 type Limiter = ReturnType<FastifyInstance['createRateLimit']>
 
@@ -127,7 +136,7 @@ export class LoginThrottle {
   /**
    * @param fastify an instance on which @fastify/rate-limit is registered (`createRateLimit`).
    */
-  constructor (fastify: FastifyInstance, options: Required<LoginThrottleOptions>) {
+  constructor (fastify: FastifyInstance, options: ResolvedThrottleOptions) {
     this.#account = options.perAccount === false ? undefined : new Rule(fastify, options.perAccount, options.timeWindow)
     this.#ip = options.perIp === false ? undefined : new Rule(fastify, options.perIp, options.timeWindow)
   }
@@ -164,32 +173,4 @@ export class LoginThrottle {
       done: releaseAll
     }
   }
-}
-
-/** Validates throttle options (clear messages) and fills the defaults; `false` stays `false`. */
-export function resolveThrottleOptions (value: unknown): Required<LoginThrottleOptions> | false {
-  if (value === false) return false
-  if (value === undefined || value === true) return { ...DEFAULT_THROTTLE }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TypeError('fastify-token-auth: routes.throttle must be false or { perAccount?, perIp?, timeWindow? }')
-  }
-  const given = value as Record<string, unknown>
-  for (const key of Object.keys(given)) {
-    if (!(key in DEFAULT_THROTTLE)) {
-      throw new TypeError(`fastify-token-auth: unknown option routes.throttle.${key} (known: perAccount, perIp, timeWindow)`)
-    }
-  }
-  const limit = (name: 'perAccount' | 'perIp'): number | false => {
-    const v = given[name] ?? DEFAULT_THROTTLE[name]
-    if (v === false) return false
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
-      throw new TypeError(`fastify-token-auth: routes.throttle.${name} must be a positive integer (failed logins per window) or false, got ${String(v)}`)
-    }
-    return v
-  }
-  const timeWindow = given.timeWindow ?? DEFAULT_THROTTLE.timeWindow
-  if (typeof timeWindow !== 'number' || !Number.isSafeInteger(timeWindow) || timeWindow < 1) {
-    throw new TypeError(`fastify-token-auth: routes.throttle.timeWindow must be a positive integer number of milliseconds, got ${String(timeWindow)}`)
-  }
-  return { perAccount: limit('perAccount'), perIp: limit('perIp'), timeWindow }
 }

@@ -1,25 +1,18 @@
 /**
  * createDatabase: a Drizzle database on PostgreSQL (postgres.js) when a URL is given, else on an
  * embedded PGlite (persisted under ./.data/, or in memory), with LISTEN/NOTIFY and close().
- * migrate: applies the SQL in drizzle/ with the matching Drizzle migrator.
- *
- * PGlite does not lock its data directory: two processes can open the same directory at once, each
- * sees only its own writes, and the last one to close overwrites the other's (verified with
- * @electric-sql/pglite 0.5). So createDatabase takes a lock file, `<dataDir>/LOCK`, holding the pid:
- * while another live process holds it, opening fails with EmbeddedDatabaseBusyError. A lock left by a
- * dead process (crash, kill -9) is taken over.
+ * (The embedded database's lock is in embedded-lock.ts, the migrations in migrate.ts.)
  */
-import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { sql as rawSql } from 'drizzle-orm'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { PGlite } from '@electric-sql/pglite'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
-import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
+import { bool, integer, object, optional, satisfies, string } from '../validate.js'
+import { acquireLock } from './embedded-lock.js'
+import { validateChannel } from './notify.js'
 import * as schema from './schema.js'
 
 /** A Drizzle database on either driver; every query of the store type-checks against this. */
@@ -62,23 +55,6 @@ export interface Database {
   pglite?: PGlite
   /** PGlite on disk: the absolute data directory. */
   dataDir?: string
-}
-
-/** Thrown when the embedded database's directory is held by another live process. */
-export class EmbeddedDatabaseBusyError extends Error {
-  readonly dataDir: string
-  readonly pid: number | undefined
-  constructor (dataDir: string, pid: number | undefined) {
-    super(
-      `the embedded database at ${dataDir} is busy: it is open in another process` +
-      (pid === undefined ? '' : ` (pid ${pid})`) +
-      '. PGlite allows a single process at a time: stop that process (for example the server started by `npm start`), ' +
-      'or set DATABASE_URL to use a PostgreSQL server'
-    )
-    this.name = 'EmbeddedDatabaseBusyError'
-    this.dataDir = dataDir
-    this.pid = pid
-  }
 }
 
 export const DEFAULT_DATA_DIR = '.data'
@@ -125,40 +101,30 @@ function reconnectBackoff (retries: number): number {
 
 /** Seconds createDatabase's postgres.js pool waits for a connection (postgres.js defaults to 30). */
 export const DEFAULT_CONNECT_TIMEOUT = 10
-/** Where the generated SQL lives: <package>/drizzle, from lib/store (tsx) and dist/store alike. */
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle/', import.meta.url))
-/** The migrations journal, kept apart from a host app's own Drizzle journal (see drizzle.config.ts). */
-export const MIGRATIONS_SCHEMA = 'drizzle'
-export const MIGRATIONS_TABLE = '__token_auth_migrations'
-// pg_advisory_lock key serializing concurrent migrate() calls of several processes ('tokauth!').
-const MIGRATE_LOCK_KEY = 0x746f6b61757468n
-
-const CHANNEL_RE = /^[a-z_][a-z0-9_]{0,62}$/
-
-/** Throws a clear error unless `channel` is a lowercase SQL identifier (so LISTEN and pg_notify agree). */
-export function validateChannel (channel: string): string {
-  if (typeof channel !== 'string' || !CHANNEL_RE.test(channel)) {
-    throw new TypeError(`fastify-token-auth: invalid notify channel ${JSON.stringify(channel)}: use lowercase letters, digits and _ (at most 63)`)
-  }
-  return channel
-}
-
 /**
  * Opens the store's database: postgres.js on `url` when given, else PGlite (on disk under
  * `opts.dataDir`, default ./.data, or in memory with `opts.memory`).
  * @throws EmbeddedDatabaseBusyError when the PGlite directory is held by another process.
  */
-export async function createDatabase (url?: string, opts: CreateDatabaseOptions = {}): Promise<Database> {
+export async function createDatabase (url?: string, options: CreateDatabaseOptions = {}): Promise<Database> {
+  const opts = databaseOptions(options, 'createDatabase')
   if (url !== undefined && url !== '') return createPostgres(url, opts)
-  return createPglite(opts)
+  return await createPglite(opts)
 }
 
-function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
-  const connectTimeout = opts.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
-  if (!(typeof connectTimeout === 'number' && connectTimeout > 0)) throw new TypeError('fastify-token-auth: connectTimeout must be a positive number of seconds')
+const databaseOptions = object({
+  dataDir: optional(string({ expected: 'a directory path' })),
+  memory: bool(false),
+  max: integer({ min: 1, max: 1000, default: 10 }),
+  connectTimeout: integer({ min: 1, max: 3600, default: DEFAULT_CONNECT_TIMEOUT, unit: 'seconds' }),
+  pglite: optional(satisfies<PGlite>((v) => typeof (v as PGlite | null)?.query === 'function', 'a PGlite instance'))
+})
+type ResolvedDatabaseOptions = ReturnType<typeof databaseOptions>
+
+function createPostgres (url: string, opts: ResolvedDatabaseOptions): Database {
   const client = postgres(url, {
-    max: opts.max ?? 10,
-    connect_timeout: connectTimeout,
+    max: opts.max,
+    connect_timeout: opts.connectTimeout,
     // postgres.js (3.4.9) runs its array-type lookup on every new connection from an async function
     // nobody awaits: when the connection drops during it (an outage, a restart), the rejection is
     // unhandled (a crash under Node's default) and the query waiting for that connection hangs
@@ -194,10 +160,10 @@ function createPostgres (url: string, opts: CreateDatabaseOptions): Database {
   }
 }
 
-async function createPglite (opts: CreateDatabaseOptions): Promise<Database> {
+async function createPglite (opts: ResolvedDatabaseOptions): Promise<Database> {
   let dataDir: string | undefined
   let releaseLock = (): void => {}
-  if (opts.pglite === undefined && opts.memory !== true) {
+  if (opts.pglite === undefined && !opts.memory) {
     dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR)
     releaseLock = acquireLock(dataDir)
   }
@@ -230,85 +196,6 @@ async function createPglite (opts: CreateDatabaseOptions): Promise<Database> {
       })()
       return closed
     }
-  }
-}
-
-/** True while a process with this pid exists (EPERM: it exists, under another user). */
-export function pidIsAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-function readPid (lockPath: string): number | undefined {
-  let text: string
-  try {
-    text = fs.readFileSync(lockPath, 'utf8')
-  } catch {
-    return undefined
-  }
-  const pid = Number(text.trim())
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
-}
-
-/** Takes `<dataDir>/LOCK` (pid inside) or throws EmbeddedDatabaseBusyError; returns the release function. */
-function acquireLock (dataDir: string): () => void {
-  fs.mkdirSync(dataDir, { recursive: true })
-  const lockPath = path.join(dataDir, 'LOCK')
-  const content = `${process.pid}\n`
-  for (let attempt = 0; ; attempt++) {
-    try {
-      fs.writeFileSync(lockPath, content, { flag: 'wx' })
-      break
-    } catch (err) {
-      /* c8 ignore next -- EACCES, EROFS...: the file system, not another process */
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
-    const pid = readPid(lockPath)
-    // Held by a live process (this one included: two PGlite instances on one directory lose data).
-    if (pid !== undefined && pidIsAlive(pid)) throw new EmbeddedDatabaseBusyError(dataDir, pid)
-    /* c8 ignore next -- a race: another process took over the same stale lock first */
-    if (attempt > 0) throw new EmbeddedDatabaseBusyError(dataDir, pid)
-    // Stale: left by a dead process (crash, kill -9), or unreadable. Take it over.
-    fs.rmSync(lockPath, { force: true })
-  }
-  // Called once: by close() (memoized) or at process exit, whichever comes first.
-  const release = (): void => {
-    process.removeListener('exit', release)
-    // Only our own lock (never one another process took over meanwhile).
-    if (readPid(lockPath) === process.pid) fs.rmSync(lockPath, { force: true })
-  }
-  process.once('exit', release)
-  return release
-}
-
-/**
- * Applies the migrations in drizzle/ (idempotent: applied ones are recorded in
- * drizzle.__token_auth_migrations). On PostgreSQL, concurrent calls from several processes are
- * serialized with an advisory lock.
- */
-export async function migrate (database: Pick<Database, 'db' | 'kind' | 'url'>): Promise<void> {
-  const config = { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: MIGRATIONS_SCHEMA, migrationsTable: MIGRATIONS_TABLE }
-  if (database.kind === 'pglite') {
-    await migratePglite(database.db as never, config)
-    return
-  }
-  if (database.url === undefined) {
-    // A caller-built drizzle db without its URL: no advisory lock.
-    await migratePostgres(database.db as never, config)
-    return
-  }
-  // One dedicated connection: the session-level advisory lock and the migrator's transaction share it.
-  const client = postgres(database.url, { max: 1, onnotice: () => {} })
-  try {
-    await client`select pg_advisory_lock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
-    await migratePostgres(drizzlePostgres(client), config)
-  } finally {
-    // Ending the session releases the advisory lock.
-    await client.end({ timeout: 5 })
   }
 }
 

@@ -3,20 +3,17 @@
 // of logins would stall every other request. Derivations beyond the limit wait in order; when too
 // many wait, the next one fails at once (the login route answers 503), rather than queueing minutes.
 import { availableParallelism } from 'node:os'
-
-export class KdfBusyError extends Error {
-  constructor () {
-    super('too many password checks are waiting: retry later')
-    this.name = 'KdfBusyError'
-  }
-}
+import { KdfBusyError } from './errors.js'
 
 export interface KdfQueueOptions {
   /** Derivations at once. Default: the cores less one for the event loop, at least 1. */
-  concurrency?: number
-  /** Derivations allowed to wait. Default 16. */
-  maxWaiting?: number
+  concurrency: number
+  /** Derivations allowed to wait. */
+  maxWaiting: number
 }
+
+/** The default number of derivations at once: the cores less one for the event loop, at least 1. */
+export const defaultKdfConcurrency = (): number => Math.max(1, availableParallelism() - 1)
 
 export class KdfQueue {
   readonly concurrency: number
@@ -24,11 +21,10 @@ export class KdfQueue {
   #running = 0
   readonly #waiting: Array<() => void> = []
 
-  constructor (options: KdfQueueOptions = {}) {
-    this.concurrency = options.concurrency ?? Math.max(1, availableParallelism() - 1)
-    this.maxWaiting = options.maxWaiting ?? 16
-    if (!Number.isSafeInteger(this.concurrency) || this.concurrency < 1) throw new TypeError('fastify-token-auth: passwordConcurrency must be a whole number ≥ 1')
-    if (!Number.isSafeInteger(this.maxWaiting) || this.maxWaiting < 0) throw new TypeError('fastify-token-auth: passwordQueue must be a whole number ≥ 0')
+  /** @param options checked by the service's options (passwordConcurrency, passwordQueue) */
+  constructor (options: KdfQueueOptions) {
+    this.concurrency = options.concurrency
+    this.maxWaiting = options.maxWaiting
   }
 
   /**

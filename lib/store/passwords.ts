@@ -13,9 +13,10 @@
  * Passwords are normalized with NFKC before hashing (NIST SP 800-63B §5.1.1.2), must be 1 to 1024
  * characters and must not contain NUL.
  *
- * This module imports nothing of the project.
+ * This module imports nothing of the project but its error class.
  */
 import * as crypto from 'node:crypto'
+import { InvalidPasswordError } from './errors.js'
 
 export interface PasswordParams {
   /** log2 of scrypt's cost N (N = 2^ln). Default 17. */
@@ -31,17 +32,10 @@ export const PASSWORD_MIN_LENGTH = 1
 export const PASSWORD_MAX_LENGTH = 1024
 const SALT_BYTES = 16
 const KEY_BYTES = 32
-// Bounds on what a stored hash (or a caller) may ask for, so a tampered row cannot make one
-// verification take minutes or gigabytes.
-const LIMITS = { ln: [10, 22], r: [1, 32], p: [1, 16] } as const
-
-/** Thrown for a password that breaks the length or character rules. */
-export class InvalidPasswordError extends Error {
-  constructor (message: string) {
-    super(message)
-    this.name = 'InvalidPasswordError'
-  }
-}
+/** Bounds on what a stored hash (or a caller) may ask for, so a tampered row cannot make one
+ * verification take minutes or gigabytes. */
+export const PASSWORD_PARAM_LIMITS = { ln: [10, 22], r: [1, 32], p: [1, 16] } as const
+const LIMITS = PASSWORD_PARAM_LIMITS
 
 /** Checks and normalizes a password; throws InvalidPasswordError with a clear message. */
 export function normalizePassword (password: string): string {

@@ -15,23 +15,19 @@
  * before the returned promise resolves, it calls the `onRevoke` listeners synchronously. Caches use
  * both: `onRevoke` in this process, LISTEN (see `Database.listen`) in every other.
  */
-import { CONTROL_CHARS, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
-import { KdfQueue } from './kdf-queue.js'
 import { and, eq, inArray, lte, sql, type SQL } from 'drizzle-orm'
+import { CONTROL_CHARS, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
+import { integer, object, optional, string, type Checked } from '../validate.js'
 import type { TokenAuthDatabase } from './database.js'
-import { validateChannel } from './database.js'
-import {
-  dummyVerify, hashPassword, InvalidPasswordError, needsRehash, resolvePasswordParams, verifyPassword,
-  type PasswordParams
-} from './passwords.js'
-import { InvalidUsernameError, normalizeUsername, tokens, users } from './schema.js'
-import { DEFAULT_TOKEN_PREFIX, generateToken, hashToken, tokenPrefix, validateTokenPrefix } from './token-format.js'
+import { InvalidTokenOptionsError, UserExistsError, UserInactiveError, UserNotFoundError } from './errors.js'
+import { defaultKdfConcurrency, KdfQueue } from './kdf-queue.js'
+import { CHANNEL_RE, DEFAULT_NOTIFY_CHANNEL, notifyStatement } from './notify.js'
+import { dummyVerify, hashPassword, needsRehash, PASSWORD_PARAM_LIMITS, verifyPassword, type PasswordParams } from './passwords.js'
+import { tokens, users } from './schema.js'
+import { DEFAULT_TOKEN_PREFIX, generateToken, hashToken, PREFIX_RE, tokenHint } from './token-format.js'
+import { normalizeUsername } from './usernames.js'
 
-export { InvalidPasswordError, InvalidUsernameError }
-
-export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
-/** Largest NOTIFY payload this service sends, in bytes (PostgreSQL's limit is 8000). */
-export const NOTIFY_PAYLOAD_MAX_BYTES = 7900
+export { DEFAULT_NOTIFY_CHANNEL }
 export const TOKEN_NAME_MAX_LENGTH = 200
 export const MAX_SCOPES = 64
 export { SCOPE_MAX_LENGTH }
@@ -40,41 +36,23 @@ export const MAX_EXPIRES_IN = 10 * 366 * 24 * 3600
 const PRUNE_BATCH = 5000
 const TOUCH_BATCH = 5000
 
-export type TokenServiceErrorCode = 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS'
+/** A token prefix option: /^[a-z][a-z0-9]{0,15}$/. */
+export const prefixOption = string({ pattern: PREFIX_RE, expected: 'a token prefix: a lowercase letter, then up to 15 lowercase letters or digits (/^[a-z][a-z0-9]{0,15}$/)' })
+/** A NOTIFY channel option: a lowercase SQL identifier. */
+export const channelOption = string({ pattern: CHANNEL_RE, expected: 'a NOTIFY channel: lowercase letters, digits and _, at most 63 (/^[a-z_][a-z0-9_]{0,62}$/)' })
 
-/** Base class of the errors the service throws for a caller's mistake (not for database failures). */
-export class TokenServiceError extends Error {
-  readonly code: TokenServiceErrorCode
-  constructor (code: TokenServiceErrorCode, message: string) {
-    super(message)
-    this.name = 'TokenServiceError'
-    this.code = code
-  }
-}
-export class UserExistsError extends TokenServiceError {
-  constructor (username: string) {
-    super('USER_EXISTS', `user ${JSON.stringify(username)} already exists`)
-    this.name = 'UserExistsError'
-  }
-}
-export class UserNotFoundError extends TokenServiceError {
-  constructor (user: string | number) {
-    super('USER_NOT_FOUND', `user ${typeof user === 'number' ? `#${user}` : JSON.stringify(user)} does not exist`)
-    this.name = 'UserNotFoundError'
-  }
-}
-export class UserInactiveError extends TokenServiceError {
-  constructor (user: string | number) {
-    super('USER_INACTIVE', `user ${typeof user === 'number' ? `#${user}` : JSON.stringify(user)} is deactivated`)
-    this.name = 'UserInactiveError'
-  }
-}
-export class InvalidTokenOptionsError extends TokenServiceError {
-  constructor (message: string) {
-    super('INVALID_TOKEN_OPTIONS', message)
-    this.name = 'InvalidTokenOptionsError'
-  }
-}
+const param = (key: keyof typeof PASSWORD_PARAM_LIMITS, def: number) =>
+  integer({ min: PASSWORD_PARAM_LIMITS[key][0], max: PASSWORD_PARAM_LIMITS[key][1], default: def })
+
+/** The TokenService's options (the plugin's `service` object). */
+export const serviceOptions = object({
+  prefix: (value, path) => prefixOption(value ?? DEFAULT_TOKEN_PREFIX, path),
+  passwordParams: object({ ln: param('ln', 17), r: param('r', 8), p: param('p', 1) }),
+  notifyChannel: (value, path) => channelOption(value ?? DEFAULT_NOTIFY_CHANNEL, path),
+  passwordConcurrency: optional(integer({ min: 1, max: 1024 })),
+  passwordQueue: integer({ min: 0, max: 100_000, default: 16 })
+})
+export type ResolvedServiceOptions = Checked<typeof serviceOptions>
 
 export interface TokenServiceOptions {
   /** Token prefix, /^[a-z][a-z0-9]{0,15}$/ (default 'tat'). */
@@ -121,8 +99,8 @@ export interface IssuedToken {
 export interface TokenInfo {
   id: number
   name: string
-  /** The visible start of the token, e.g. `tat_AbC1`. */
-  prefix: string
+  /** The visible start of the token, e.g. `tat_AbC1`: enough to tell tokens apart, useless to an attacker. */
+  hint: string
   scopes: string[]
   createdAt: Date
   lastUsedAt: Date | null
@@ -130,25 +108,6 @@ export interface TokenInfo {
 }
 
 export type RevokeListener = (hashes: string[]) => void
-
-/** Splits hashes into comma-joined payloads of at most `maxBytes` bytes each. */
-export function chunkPayloads (hashes: readonly string[], maxBytes = NOTIFY_PAYLOAD_MAX_BYTES): string[] {
-  const out: string[] = []
-  let current = ''
-  let bytes = 0
-  for (const h of hashes) {
-    const len = Buffer.byteLength(h)
-    if (current !== '' && bytes + 1 + len > maxBytes) {
-      out.push(current)
-      current = ''
-      bytes = 0
-    }
-    current = current === '' ? h : current + ',' + h
-    bytes += current === h ? len : 1 + len
-  }
-  if (current !== '') out.push(current)
-  return out
-}
 
 type Tx = Parameters<Parameters<TokenAuthDatabase['transaction']>[0]>[0]
 type Executor = TokenAuthDatabase | Tx
@@ -168,11 +127,12 @@ export class TokenService {
    */
   constructor (database: { db: TokenAuthDatabase }, options: TokenServiceOptions = {}) {
     if (database?.db === undefined) throw new TypeError('fastify-token-auth: TokenService needs a database ({ db }), e.g. the result of createDatabase()')
+    const o = serviceOptions(options, 'TokenService')
     this.db = database.db
-    this.prefix = validateTokenPrefix(options.prefix ?? DEFAULT_TOKEN_PREFIX)
-    this.notifyChannel = validateChannel(options.notifyChannel ?? DEFAULT_NOTIFY_CHANNEL)
-    this.passwordParams = resolvePasswordParams(options.passwordParams)
-    this.#kdf = new KdfQueue({ concurrency: options.passwordConcurrency, maxWaiting: options.passwordQueue })
+    this.prefix = o.prefix
+    this.notifyChannel = o.notifyChannel
+    this.passwordParams = { ...o.passwordParams }
+    this.#kdf = new KdfQueue({ concurrency: o.passwordConcurrency ?? defaultKdfConcurrency(), maxWaiting: o.passwordQueue })
   }
 
   /**
@@ -294,7 +254,7 @@ export class TokenService {
       const inserted = await tx.insert(tokens).values({
         userId: found[0].id,
         tokenHash: hashToken(token),
-        prefix: tokenPrefix(token),
+        hint: tokenHint(token),
         name,
         scopes,
         expiresAt: expiresIn === null ? null : sql`now() + make_interval(secs => ${expiresIn})`
@@ -314,7 +274,7 @@ export class TokenService {
     return await this.db.select({
       id: tokens.id,
       name: tokens.name,
-      prefix: tokens.prefix,
+      hint: tokens.hint,
       scopes: tokens.scopes,
       createdAt: tokens.createdAt,
       lastUsedAt: tokens.lastUsedAt,
@@ -387,11 +347,7 @@ export class TokenService {
   }
 
   async #notify (tx: Executor, hashes: readonly string[]): Promise<void> {
-    if (hashes.length === 0) return
-    const payloads = chunkPayloads(hashes)
-    // One statement for all chunks; ≤ PRUNE_BATCH hashes → a few dozen parameters at most.
-    const calls = sql.join(payloads.map((p) => sql`pg_notify(${this.notifyChannel}, ${p})`), sql`, `)
-    await tx.execute(sql`select ${calls}`)
+    if (hashes.length > 0) await tx.execute(notifyStatement(this.notifyChannel, hashes))
   }
 
   #emit (hashes: string[]): void {

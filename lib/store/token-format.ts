@@ -17,11 +17,12 @@ export const BASE62_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 export const TOKEN_RANDOM_LENGTH = 30
 /** Number of base62 checksum characters (62^6 > 2^32, so any CRC32 fits). */
 export const TOKEN_CHECKSUM_LENGTH = 6
-/** Random characters shown after `<prefix>_` by `tokenPrefix` (e.g. `tat_AbC1`): 4 of 30, ~24 bits. */
+/** Random characters shown after `<prefix>_` by `tokenHint` (e.g. `tat_AbC1`): 4 of 30, ~24 bits. */
 export const TOKEN_VISIBLE_RANDOM_CHARS = 4
 export const DEFAULT_TOKEN_PREFIX = 'tat'
 
-const PREFIX_RE = /^[a-z][a-z0-9]{0,15}$/
+/** What a token prefix may be: a lowercase letter, then up to 15 lowercase letters or digits. */
+export const PREFIX_RE = /^[a-z][a-z0-9]{0,15}$/
 const BODY_LENGTH = TOKEN_RANDOM_LENGTH + TOKEN_CHECKSUM_LENGTH
 
 /** Throws a clear error unless `prefix` matches /^[a-z][a-z0-9]{0,15}$/. Returns it. */
@@ -132,10 +133,11 @@ export const hashToken: (token: string) => string = typeof oneShotHash === 'func
   : (token) => crypto.createHash('sha256').update(token).digest('hex')
 
 /**
- * The short visible part of a token shown in listings: `<prefix>_` and the first 4 random characters
- * (e.g. `tat_AbC1`), enough to tell tokens apart without revealing a useful part of the secret.
+ * The token's hint, the short visible part stored and shown in listings: `<prefix>_` and the first 4
+ * random characters (e.g. `tat_AbC1`), enough to tell tokens apart without revealing a useful part of
+ * the secret.
  */
-export function tokenPrefix (token: string): string {
+export function tokenHint (token: string): string {
   const sep = token.indexOf('_')
   return token.slice(0, (sep < 0 ? 4 : sep + 1) + TOKEN_VISIBLE_RANDOM_CHARS)
 }

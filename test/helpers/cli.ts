@@ -1,22 +1,25 @@
 /**
- * Running the `fastify-token-auth` bin in its own process (`node --import tsx lib/cli.ts ...`) and the
- * end-to-end story shared by test/cli.test.ts (PostgreSQL) and test/cli-embedded.test.ts (PGlite):
- * results are checked in the database and through the plugin (a token the CLI printed must open a
- * protected route, a revoked one must not).
+ * Running the `fastify-token-auth` CLI: in this process (`main(argv, io)` with its own streams, as the
+ * bin does) or as a process of its own (`node --import tsx lib/cli/bin.ts ...`), and the end-to-end
+ * story shared by test/cli.test.ts (PostgreSQL) and test/cli-embedded.test.ts (PGlite): results are
+ * checked in the database and through the plugin (a token the CLI printed must open a protected
+ * route, a revoked one must not).
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
+import { PassThrough, Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import type { Test } from 'tap'
+import { main } from '../../lib/cli/main.js'
 import tokenAuth from '../../lib/index.js'
 import type { Database } from '../../lib/store/database.js'
 import { TokenService } from '../../lib/store/service.js'
 
-const CLI = fileURLToPath(new URL('../../lib/cli.ts', import.meta.url))
+const CLI = fileURLToPath(new URL('../../lib/cli/bin.ts', import.meta.url))
 const TSX = createRequire(import.meta.url).resolve('tsx')
 export const TOKEN_RE = /^tat_[0-9A-Za-z]{36}$/
 
@@ -47,6 +50,24 @@ export function cli (args: string[], opts: RunOptions): Promise<Result> {
     })
     child.stdin.end(opts.input ?? '')
   })
+}
+
+/** Runs the CLI's main() in this process with its own stdin, stdout, stderr, environment and directory. */
+export async function cliInProcess (args: string[], opts: RunOptions): Promise<Result> {
+  let stdout = ''
+  let stderr = ''
+  const sink = (append: (s: string) => void): Writable => new Writable({ write (chunk, _enc, cb) { append(String(chunk)); cb() } })
+  const stdin = opts.input === undefined ? new PassThrough().end() : Readable.from([opts.input])
+  const env: NodeJS.ProcessEnv = { ...opts.env }
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k]
+  const code = await main(args, {
+    stdin: stdin as unknown as NodeJS.ReadStream,
+    stdout: sink((s) => { stdout += s }),
+    stderr: sink((s) => { stderr += s }),
+    env,
+    cwd: opts.cwd
+  })
+  return { code, stdout, stderr }
 }
 
 export function tempDir (t: Test): string {
@@ -119,8 +140,8 @@ export async function scenario (t: Test, target: Target): Promise<void> {
   t.equal(r.code, 0)
   const list = JSON.parse(r.stdout) as Array<Record<string, unknown>>
   t.equal(list.length, 1)
-  t.same(Object.keys(list[0]).sort(), ['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'prefix', 'scopes'], 'no secret, no hash')
-  t.match(list[0], { name: 'laptop', prefix: token.slice(0, 8), scopes: ['read', 'write'], expiresAt: String })
+  t.same(Object.keys(list[0]).sort(), ['createdAt', 'expiresAt', 'hint', 'id', 'lastUsedAt', 'name', 'scopes'], 'no secret, no hash')
+  t.match(list[0], { name: 'laptop', hint: token.slice(0, 8), scopes: ['read', 'write'], expiresAt: String })
   t.notOk(r.stdout.includes(token.slice(0, 10)), 'the JSON holds no more than the visible prefix of the token')
   const id = list[0].id as number
 

@@ -6,7 +6,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { expect, test } from 'tstyche'
 import tokenAuth, {
   ChainTokenAuthProvider, SecretTokenAuthProvider, TokenAuthUnavailableError, errorCodes, FST_TOKEN_AUTH_INVALID_TOKEN,
-  parseBearer, MISSING, MALFORMED,
+  parseBearer, Reason,
   type DefaultTokenAuthUser, type TokenAuthOptions, type TokenAuthProvider, type TokenAuthRouteConfig, type TokenAuthUser
 } from '../../lib/index.js'
 
@@ -106,7 +106,7 @@ test('providers', async () => {
   const bad: TokenAuthProvider = { getUser: () => ({ id: 1 }) }
   expect(bad).type.toBe<TokenAuthProvider>()
   expect<TokenAuthProvider>().type.not.toBeAssignableFrom({ getUser: (token: number) => null })
-  expect(parseBearer('Bearer a', 10)).type.toBe<string | typeof MISSING | typeof MALFORMED>()
+  expect(parseBearer('Bearer a', 10)).type.toBe<string | typeof Reason.MISSING | typeof Reason.MALFORMED>()
 })
 
 test('error codes are exported at runtime and in types', () => {

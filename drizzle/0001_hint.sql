@@ -1,0 +1,1 @@
+ALTER TABLE "token_auth_tokens" RENAME COLUMN "prefix" TO "hint";

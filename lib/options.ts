@@ -1,0 +1,49 @@
+/**
+ * Every option of the plugin, nested ones included, resolved in one place at registration, before
+ * anything is opened: a frozen config, or FST_TOKEN_AUTH_INVALID_OPTION naming the option's path.
+ * The caller's object is never changed.
+ */
+import { DRIZZLE_OPTIONS } from './providers/drizzle.js'
+import { providerCheck, type TokenAuthProvider } from './providers/provider.js'
+import { routesOptions } from './routes/options.js'
+import { serviceOptions } from './store/service.js'
+import type { TokenAuthOptions } from './types.js'
+import { integer, invalid, object, optional, satisfies, seconds, string, type Check, type Checked } from './validate.js'
+
+// What Fastify's register() itself takes, passed along in the same object.
+const REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
+
+const providers: Check<readonly TokenAuthProvider[]> = (value, path) => {
+  if (value === undefined || value === null) return []
+  const list = Array.isArray(value) ? value : [value]
+  return Object.freeze(list.map((p, i) => providerCheck(p, Array.isArray(value) ? `${path}[${i}]` : path)))
+}
+
+const database = optional(satisfies<NonNullable<TokenAuthOptions['database']>>(
+  (v) => typeof (v as { db?: unknown } | null)?.db === 'object',
+  'createDatabase()\'s result (an object with `db`, and `listen`)'))
+
+// An identifier Fastify can decorate with, and JavaScript can name.
+const identifier = (def: string): Check<string> => string({ pattern: /^[A-Za-z_$][\w$]*$/, expected: 'a JavaScript identifier', default: def })
+
+const pluginOptions = object({
+  provider: providers,
+  database,
+  drizzle: object(DRIZZLE_OPTIONS),
+  service: serviceOptions,
+  routes: routesOptions,
+  // A quoted-string body must not hold `"` or `\` (we do not escape) nor control characters.
+  realm: string({ pattern: /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/, expected: 'printable ASCII without \'"\' or \'\\\'', default: 'api' }),
+  authDecorator: identifier('auth'),
+  userProperty: identifier('user'),
+  maxTokenLength: integer({ min: 1, max: 65_536, default: 1024 }),
+  retryAfter: seconds(5, 0, 86_400)
+}, { allow: REGISTER_KEYS, expected: 'an options object' })
+
+export type ResolvedOptions = Checked<typeof pluginOptions>
+
+export function resolveOptions (opts: TokenAuthOptions | undefined): ResolvedOptions {
+  const o = pluginOptions(opts, '')
+  if (o.provider.length === 0 && o.database === undefined) invalid('provider', 'given (or `database`): the plugin needs somewhere to resolve tokens', opts?.provider)
+  return o
+}

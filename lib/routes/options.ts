@@ -1,0 +1,62 @@
+// The `routes` option: the paths of every route group, each group's own options (beside its routes),
+// and what they share. Resolved once, at registration, before the store opens anything.
+import type { TokenAuthProvider } from '../providers/provider.js'
+import { ms, object, optionError, orFalse, string, type Checked } from '../validate.js'
+import { LOGIN_OPTIONS } from './login.js'
+import type { LoginThrottleOptions } from './throttle.js'
+
+export type { LoginThrottleOptions } from './throttle.js'
+
+export interface LoginRoutesOptions {
+  /** Path of the login route; `false` registers none. Default `/login`. */
+  login?: string | false
+  /** Path of the route revoking the presented token; `false` registers none. Default `/logout`. */
+  logout?: string | false
+  /** Path of the route revoking every token of the user; `false` registers none. Default `/logout/all`. */
+  logoutAll?: string | false
+  /** A provider /login's request must pass (as `Authorization: Bearer <app token>`), e.g. a
+   * SecretTokenAuthProvider holding the native app's token. Default: /login is open. */
+  loginGuard?: TokenAuthProvider
+  /** Lifetime of the tokens /login issues, in seconds; `null` (default): they never expire. */
+  tokenExpiresIn?: number | null
+  /** Scopes of the tokens /login issues. Default none. */
+  tokenScopes?: readonly string[]
+  /** Failed-login throttling per account and per IP (see throttle.ts); `false` turns it off. */
+  throttle?: LoginThrottleOptions | false
+  /** Name of the OpenAPI security scheme (`{ type: 'http', scheme: 'bearer' }`) the app declares in
+   * @fastify/swagger's `components.securitySchemes`, put on the guarded routes' `security`. Default
+   * `bearerAuth`; `false` leaves `security` out (for an app that declares no such scheme: @fastify/swagger
+   * fails on a `security` naming an undeclared scheme). */
+  securityScheme?: string | false
+  /** Longest a route waits for the token store, in milliseconds (the password check included: it
+   * reads the user), before answering 503 with Retry-After, e.g. when the database accepts
+   * connections but never answers. Default 10,000. */
+  timeout?: number
+}
+
+const path = (def: string) => orFalse(string({
+  pattern: /^\/[\x21-\x7e]*$/,
+  expected: 'a path starting with \'/\' (printable ASCII, no spaces) or false',
+  default: def
+}))
+
+const shape = object({
+  login: path('/login'),
+  logout: path('/logout'),
+  logoutAll: path('/logout/all'),
+  ...LOGIN_OPTIONS,
+  securityScheme: orFalse(string({ pattern: /^\S+$/, expected: 'the name of an OpenAPI security scheme, or false', default: 'bearerAuth' })),
+  timeout: ms(10_000)
+}, { expected: 'an object or false' })
+
+export type ResolvedRoutesOptions = Checked<typeof shape>
+
+/** `routes` resolved (false: no route at all), with the paths checked to differ. */
+export const routesOptions = orFalse((value, at): ResolvedRoutesOptions => {
+  const o = shape(value, at)
+  const paths = [o.login, o.logout, o.logoutAll].filter((p) => p !== false)
+  if (new Set(paths).size !== paths.length) {
+    throw optionError(`${at}.login`, `options ${at}.login, ${at}.logout and ${at}.logoutAll must differ, got ${paths.join(', ')}`)
+  }
+  return o
+})

@@ -1,0 +1,22 @@
+// OpenAPI pieces the route groups share (shown by @fastify/swagger): Fastify's error body.
+
+export const errorSchema = {
+  type: 'object',
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string' },
+    error: { type: 'string' },
+    message: { type: 'string' }
+  }
+}
+
+/** A response entry with Fastify's error body. */
+export function errorResponse (description: string): Record<string, unknown> {
+  return { description, ...errorSchema }
+}
+
+/** `security` for a guarded route (and an explicit none for an open one), unless turned off. */
+export function securityOf (scheme: string | false, guarded: boolean): { security?: Array<Record<string, string[]>> } {
+  if (scheme === false) return {}
+  return { security: guarded ? [{ [scheme]: [] }] : [] }
+}

@@ -1,0 +1,80 @@
+// The store's errors, for a caller's mistake or a busy resource (never for a database failure, which
+// is the driver's own error): one base class, a `code` each, the class name as `name`.
+// TokenService, createDatabase, the password queue and the CLI throw these; the routes map them to
+// answers. (The HTTP errors are in ../errors.ts.)
+
+export type TokenServiceErrorCode =
+  | 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS' | 'INVALID_USERNAME'
+  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'EMBEDDED_DATABASE_BUSY'
+
+export class TokenServiceError extends Error {
+  readonly code: TokenServiceErrorCode
+  constructor (code: TokenServiceErrorCode, message: string) {
+    super(message)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+const describeUser = (user: string | number): string => typeof user === 'number' ? `#${user}` : JSON.stringify(user)
+
+export class UserExistsError extends TokenServiceError {
+  constructor (username: string) {
+    super('USER_EXISTS', `user ${JSON.stringify(username)} already exists`)
+  }
+}
+
+export class UserNotFoundError extends TokenServiceError {
+  constructor (user: string | number) {
+    super('USER_NOT_FOUND', `user ${describeUser(user)} does not exist`)
+  }
+}
+
+export class UserInactiveError extends TokenServiceError {
+  constructor (user: string | number) {
+    super('USER_INACTIVE', `user ${describeUser(user)} is deactivated`)
+  }
+}
+
+/** A token's name, scopes or lifetime break the rules. */
+export class InvalidTokenOptionsError extends TokenServiceError {
+  constructor (message: string) {
+    super('INVALID_TOKEN_OPTIONS', message)
+  }
+}
+
+/** A username breaks the rules (see normalizeUsername). */
+export class InvalidUsernameError extends TokenServiceError {
+  constructor (message: string) {
+    super('INVALID_USERNAME', message)
+  }
+}
+
+/** A password breaks the length or character rules. */
+export class InvalidPasswordError extends TokenServiceError {
+  constructor (message: string) {
+    super('INVALID_PASSWORD', message)
+  }
+}
+
+/** Too many password checks are waiting (the login route answers 503). */
+export class KdfBusyError extends TokenServiceError {
+  constructor () {
+    super('KDF_BUSY', 'too many password checks are waiting: retry later')
+  }
+}
+
+/** The embedded database's directory is held by another live process. */
+export class EmbeddedDatabaseBusyError extends TokenServiceError {
+  readonly dataDir: string
+  readonly pid: number | undefined
+  constructor (dataDir: string, pid: number | undefined) {
+    super('EMBEDDED_DATABASE_BUSY',
+      `the embedded database at ${dataDir} is busy: it is open in another process` +
+      (pid === undefined ? '' : ` (pid ${pid})`) +
+      '. PGlite allows a single process at a time: stop that process (for example the server started by `npm start`), ' +
+      'or set DATABASE_URL to use a PostgreSQL server')
+    this.dataDir = dataDir
+    this.pid = pid
+  }
+}

@@ -1,0 +1,76 @@
+// The plugin's public types and what it adds to Fastify's (declaration merging).
+import type { onRequestHookHandler } from 'fastify'
+import type { DrizzleTokenAuthProviderOptions, DrizzleTokenAuthProvider } from './providers/drizzle.js'
+import type { TokenAuthProvider, TokenAuthUser } from './providers/provider.js'
+import type { LoginRoutesOptions } from './routes/options.js'
+import type { ListenFn, TokenAuthDatabase } from './store/database.js'
+import type { TokenService, TokenServiceOptions } from './store/service.js'
+
+export interface TokenAuthOptions {
+  /** Where tokens are resolved; an array is tried in order (see ChainTokenAuthProvider). With
+   * `database`, the database provider is tried first: its format check passes other tokens on. */
+  provider?: TokenAuthProvider | readonly TokenAuthProvider[]
+  /** The token store (`createDatabase()`'s result, migrated). Enables the database provider, the
+   * TokenService (`fastify.tokenAuth.service`) and the /login and /logout routes. */
+  database?: { db: TokenAuthDatabase, listen?: ListenFn }
+  /** Options of the default DrizzleTokenAuthProvider (cache, lastUsedInterval, queryTimeout). */
+  drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'service' | 'prefix' | 'notifyChannel'>
+  /** Options of the TokenService made on `database` (token prefix, scrypt parameters, NOTIFY channel). */
+  service?: TokenServiceOptions
+  /** The /login, /logout and /logout/all routes (with `database`); `false` registers none. */
+  routes?: LoginRoutesOptions | false
+  /** The realm in `WWW-Authenticate: Bearer realm="..."`. Default `api`. */
+  realm?: string
+  /** Name of the instance decorator that guards routes. Default `auth` (rename beside @fastify/auth). */
+  authDecorator?: string
+  /** Name of the request property holding the user. Default `user` (rename beside @fastify/jwt). */
+  userProperty?: string
+  /** Longest token accepted, in characters; longer is a malformed request. Default 1024. */
+  maxTokenLength?: number
+  /** Seconds sent in `Retry-After` when the provider is unavailable. Default 5. */
+  retryAfter?: number
+}
+
+/** Per-route settings, under the route's `config.tokenAuth`. */
+export type TokenAuthRouteConfig = false | {
+  /** The token must carry every one of these scopes (403 insufficient_scope otherwise). */
+  scopes?: readonly string[]
+  /** Resolve this route's tokens with another provider (e.g. a SecretTokenAuthProvider guarding /login). */
+  provider?: TokenAuthProvider
+}
+
+/** `fastify.tokenAuth`: the store the plugin made on its `database`, or nulls without one. */
+export interface TokenAuthDecorator {
+  /** The TokenService on `database`; null when the plugin was given no `database`. */
+  readonly service: TokenService | null
+  /** The database provider on `database`; null when the plugin was given no `database`. */
+  readonly provider: DrizzleTokenAuthProvider | null
+}
+
+/**
+ * The decorator names the types declare. An app that renames them (beside @fastify/jwt's `user` or
+ * @fastify/auth's `auth`) says so here, and the types follow:
+ *
+ *   declare module 'fastify-token-auth' {
+ *     interface TokenAuthDecoratorNames { userProperty: 'tokenUser', authDecorator: 'bearer' }
+ *   }
+ */
+export interface TokenAuthDecoratorNames {}
+type UserKey = TokenAuthDecoratorNames extends { userProperty: infer K extends string } ? K : 'user'
+type AuthKey = TokenAuthDecoratorNames extends { authDecorator: infer K extends string } ? K : 'auth'
+/** `request.user` (or the renamed property): the user the bearer token resolved to, or null. */
+export type TokenAuthRequestDecorators = { [K in UserKey]: TokenAuthUser | null }
+/** `fastify.auth` (or the renamed guard): rejects a request whose token did not resolve (401/400/403/503). */
+export type TokenAuthInstanceDecorators = { [K in AuthKey]: onRequestHookHandler }
+
+declare module 'fastify' {
+  interface FastifyRequest extends TokenAuthRequestDecorators {}
+  interface FastifyInstance extends TokenAuthInstanceDecorators {
+    /** The token service and database provider the plugin made on its `database` (else nulls). */
+    tokenAuth: TokenAuthDecorator
+  }
+  interface FastifyContextConfig {
+    /** `false`: this route does not read tokens at all. `{ scopes }`: the token must carry all of them. */
+    tokenAuth?: TokenAuthRouteConfig
+  }
+}
