@@ -10,6 +10,7 @@ import { createDatabase } from '../lib/store/database.js'
 import { generateToken } from '../lib/store/token-format.js'
 import { TokenService } from '../lib/store/service.js'
 import { countingDb, freshDatabase, query, requirePostgres } from './helpers/db.js'
+import { bearer } from './helpers/http.js'
 
 async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance> {
   const app = Fastify()
@@ -19,8 +20,6 @@ async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance>
   t.teardown(() => app.close())
   return app
 }
-
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
 t.test('an issued token resolves to a safe user object', async (t) => {
   const { database, service } = await freshDatabase(t)

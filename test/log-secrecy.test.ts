@@ -7,6 +7,7 @@ import tokenAuth, { SecretTokenAuthProvider } from '../lib/index.js'
 import { createDatabase } from '../lib/store/database.js'
 import { generateToken, hashToken } from '../lib/store/token-format.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase, requirePostgres } from './helpers/db.js'
+import { bearer } from './helpers/http.js'
 
 const PASSWORD = 'correct horse battery staple'
 const WRONG = 'Tr0ub4dor&3-wrong'
@@ -40,7 +41,6 @@ t.test('no token and no password in the logs or in error responses', async (t) =
   }
   const login = async (username: string, password: unknown): Promise<LightMyRequestResponse> =>
     await send({ method: 'POST', url: '/login', payload: { username, password } })
-  const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 
   const secrets: string[] = [PASSWORD, WRONG, SERVICE_SECRET]
   const ok = await login('alice', PASSWORD)

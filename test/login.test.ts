@@ -9,6 +9,7 @@ import { UserInactiveError } from '../lib/store/errors.js'
 import { createDatabase, type Database } from '../lib/store/database.js'
 import { generateToken, hashToken } from '../lib/store/token-format.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase, requirePostgres } from './helpers/db.js'
+import { bearer } from './helpers/http.js'
 
 const { database, url } = await freshDatabase(t)
 
@@ -38,7 +39,6 @@ async function build (routes: LoginRoutesOptions | false = {}, opts: Partial<Tok
 
 const login = (app: FastifyInstance, body: unknown, extra: Partial<InjectOptions> = {}) =>
   app.inject({ method: 'POST', url: '/login', payload: body as InjectOptions['payload'], ...extra })
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 const me = (app: FastifyInstance, token: string) => app.inject({ url: '/me', headers: bearer(token) })
 
 // Users shared by the tests: made once through a service with the same (fast) parameters.

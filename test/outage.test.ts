@@ -11,10 +11,10 @@ import { createDatabase, type Database } from '../lib/store/database.js'
 import { generateToken } from '../lib/store/token-format.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase, query, requirePostgres } from './helpers/db.js'
 import { TcpProxy } from './helpers/tcp-proxy.js'
+import { bearer } from './helpers/http.js'
 
 const PASSWORD = 'correct horse battery staple'
 const QUERY_TIMEOUT = 500
-const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 
 // The process must survive: any uncaught error during the file fails it.
 const crashes: unknown[] = []

@@ -6,33 +6,17 @@ import tokenAuth, {
   ChainTokenAuthProvider, SecretTokenAuthProvider, TokenAuthUnavailableError,
   type TokenAuthOptions, type TokenAuthProvider, type TokenAuthUser
 } from '../lib/index.js'
+import { bearer, LEVEL, logCapture } from './helpers/http.js'
 
 const TOKEN = 'good-token'
 const WRITER = 'writer-token'
 const NONE = 'Bearer realm="api"'
-const BEARER = (token: string) => ({ authorization: `Bearer ${token}` })
 const secret = () => new SecretTokenAuthProvider({
   tokens: [TOKEN, { token: WRITER, username: 'writer', scopes: ['read', 'write'] }]
 })
 
-interface LogLine {
-  level: number
-  msg?: string
-  err?: { code?: string, message?: string, type?: string }
-  failure?: { code?: string, message?: string, type?: string }
-  [k: string]: unknown
-}
-function logCapture (): { lines: LogLine[], text: () => string, logger: FastifyServerOptions['logger'] } {
-  const lines: LogLine[] = []
-  const raw: string[] = []
-  return {
-    lines,
-    text: () => raw.join(''),
-    logger: { level: 'trace', stream: { write (s: string) { raw.push(s); lines.push(JSON.parse(s)) } } }
-  }
-}
-const INFO = 30
-const ERROR = 50
+const INFO = LEVEL.info
+const ERROR = LEVEL.error
 
 async function build (opts: Partial<TokenAuthOptions> = {}, server: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify(server)
@@ -47,7 +31,7 @@ t.test('fastify.auth as preHandler and as onRequest', async (t) => {
   app.get('/on', { onRequest: app.auth }, async (req) => ({ user: req.user }))
   app.get('/both', { onRequest: [app.auth], preHandler: [app.auth] }, async (req) => ({ user: req.user }))
   for (const url of ['/pre', '/on', '/both']) {
-    const ok = await app.inject({ url, headers: BEARER(TOKEN) })
+    const ok = await app.inject({ url, headers: bearer(TOKEN) })
     t.equal(ok.statusCode, 200, `${url}: valid token`)
     t.same(ok.json(), { user: { id: 'secret_token_user', username: 'secret_token_user', scopes: [] } })
     const no = await app.inject({ url })
@@ -61,11 +45,11 @@ t.test('open routes: request.user is null without a good token, and nothing is r
   t.teardown(() => app.close())
   app.get('/open', async (req) => ({ user: req.user }))
   t.same((await app.inject({ url: '/open' })).json(), { user: null }, 'no header')
-  const unknown = await app.inject({ url: '/open', headers: BEARER('nope') })
+  const unknown = await app.inject({ url: '/open', headers: bearer('nope') })
   t.equal(unknown.statusCode, 200)
   t.same(unknown.json(), { user: null }, 'unknown token')
   t.same((await app.inject({ url: '/open', headers: { authorization: 'Bearer a b' } })).json(), { user: null }, 'malformed')
-  t.same((await app.inject({ url: '/open', headers: BEARER(TOKEN) })).json().user.username, 'secret_token_user',
+  t.same((await app.inject({ url: '/open', headers: bearer(TOKEN) })).json().user.username, 'secret_token_user',
     'a good token still resolves (optional authentication)')
 })
 
@@ -76,10 +60,10 @@ t.test('config.tokenAuth: false skips resolution, and fastify.auth there still r
   t.teardown(() => app.close())
   app.get('/skip', { config: { tokenAuth: false } }, async (req) => ({ user: req.user }))
   app.get('/skip-guarded', { config: { tokenAuth: false }, preHandler: app.auth }, async () => 'never')
-  const res = await app.inject({ url: '/skip', headers: BEARER(TOKEN) })
+  const res = await app.inject({ url: '/skip', headers: bearer(TOKEN) })
   t.same(res.json(), { user: null })
   t.equal(calls, 0, 'the provider was not asked')
-  const guarded = await app.inject({ url: '/skip-guarded', headers: BEARER(TOKEN) })
+  const guarded = await app.inject({ url: '/skip-guarded', headers: bearer(TOKEN) })
   t.equal(guarded.statusCode, 401)
   t.equal(guarded.headers['www-authenticate'], NONE)
   t.equal(guarded.json().code, 'FST_TOKEN_AUTH_MISSING')
@@ -131,7 +115,7 @@ t.test('scopes', async (t) => {
   app.get('/none', { config: { tokenAuth: { scopes: [] } } }, async (req) => ({ user: req.user?.username ?? null }))
   app.get('/write-pre', { config: { tokenAuth: { scopes: ['write'] } }, preHandler: app.auth }, async () => 'ok')
 
-  const forbidden = await app.inject({ url: '/write', headers: BEARER(TOKEN) })
+  const forbidden = await app.inject({ url: '/write', headers: bearer(TOKEN) })
   t.equal(forbidden.statusCode, 403)
   t.equal(forbidden.headers['www-authenticate'], 'Bearer realm="api", error="insufficient_scope", scope="write"')
   t.same(forbidden.json(), {
@@ -140,19 +124,19 @@ t.test('scopes', async (t) => {
     error: 'Forbidden',
     message: 'The token lacks a scope this route requires'
   })
-  t.equal((await app.inject({ url: '/write', headers: BEARER(WRITER) })).statusCode, 200)
-  t.same((await app.inject({ url: '/write', headers: BEARER(WRITER) })).json(), { user: 'writer' })
-  t.equal((await app.inject({ url: '/write-pre', headers: BEARER(WRITER) })).statusCode, 200, 'with preHandler too')
-  t.equal((await app.inject({ url: '/write-pre', headers: BEARER(TOKEN) })).statusCode, 403)
+  t.equal((await app.inject({ url: '/write', headers: bearer(WRITER) })).statusCode, 200)
+  t.same((await app.inject({ url: '/write', headers: bearer(WRITER) })).json(), { user: 'writer' })
+  t.equal((await app.inject({ url: '/write-pre', headers: bearer(WRITER) })).statusCode, 200, 'with preHandler too')
+  t.equal((await app.inject({ url: '/write-pre', headers: bearer(TOKEN) })).statusCode, 403)
 
-  const rw = await app.inject({ url: '/rw', headers: BEARER(TOKEN) })
+  const rw = await app.inject({ url: '/rw', headers: bearer(TOKEN) })
   t.equal(rw.headers['www-authenticate'], 'Bearer realm="api", error="insufficient_scope", scope="read write"')
-  t.equal((await app.inject({ url: '/rw', headers: BEARER(WRITER) })).statusCode, 200)
+  t.equal((await app.inject({ url: '/rw', headers: bearer(WRITER) })).statusCode, 200)
 
   const missing = await app.inject({ url: '/write' })
   t.equal(missing.statusCode, 401, 'guarded without preHandler: no token')
   t.equal(missing.headers['www-authenticate'], NONE)
-  const unknown = await app.inject({ url: '/write', headers: BEARER('nope') })
+  const unknown = await app.inject({ url: '/write', headers: bearer('nope') })
   t.equal(unknown.statusCode, 401)
   t.equal(unknown.headers['www-authenticate'], 'Bearer realm="api", error="invalid_token"')
   const malformed = await app.inject({ url: '/write', headers: { authorization: 'Bearer\tx' } })
@@ -165,7 +149,7 @@ t.test('a user without a scopes property has no scopes', async (t) => {
   const app = await build({ provider: { getUser: () => ({ id: 1, username: 'bare' }) } })
   t.teardown(() => app.close())
   app.get('/w', { config: { tokenAuth: { scopes: ['write'] } } }, async () => 'ok')
-  t.equal((await app.inject({ url: '/w', headers: BEARER('x') })).statusCode, 403)
+  t.equal((await app.inject({ url: '/w', headers: bearer('x') })).statusCode, 403)
 })
 
 t.test('a failing provider: 503 with Retry-After, a generic message, logged at error level', async (t) => {
@@ -182,7 +166,7 @@ t.test('a failing provider: 503 with Retry-After, a generic message, logged at e
     app.get('/open', async () => 'open data')
     app.get('/scoped', { config: { tokenAuth: { scopes: ['x'] } } }, async () => 'scoped data')
     for (const url of ['/private', '/scoped']) {
-      const res = await app.inject({ url, headers: BEARER(TOKEN) })
+      const res = await app.inject({ url, headers: bearer(TOKEN) })
       t.equal(res.statusCode, 503, `${name} ${url}: 503, never 401 or 200`)
       t.equal(res.headers['retry-after'], '5')
       t.equal(res.headers['www-authenticate'], undefined)
@@ -194,7 +178,7 @@ t.test('a failing provider: 503 with Retry-After, a generic message, logged at e
       })
       t.notMatch(res.body, 'db-host-42', 'the internal message is not sent')
     }
-    t.equal((await app.inject({ url: '/open', headers: BEARER(TOKEN) })).statusCode, 200, `${name}: open routes still answer`)
+    t.equal((await app.inject({ url: '/open', headers: bearer(TOKEN) })).statusCode, 200, `${name}: open routes still answer`)
     // Three failures in well under a second: one error line (at most one a second during an outage).
     const errors = logs.lines.filter((l) => l.level === ERROR && l.msg === 'fastify-token-auth: token provider failed')
     t.equal(errors.length, 1, `${name}: logged at error level, once`)
@@ -217,12 +201,12 @@ t.test('Retry-After follows the option and TokenAuthUnavailableError', async (t)
   })
   t.teardown(() => app.close())
   app.get('/p', { preHandler: app.auth }, async () => 'x')
-  const thirty = await app.inject({ url: '/p', headers: BEARER('thirty') })
+  const thirty = await app.inject({ url: '/p', headers: bearer('thirty') })
   t.equal(thirty.statusCode, 503)
   t.equal(thirty.headers['retry-after'], '30')
-  t.equal((await app.inject({ url: '/p', headers: BEARER('plain') })).headers['retry-after'], '7', 'option')
+  t.equal((await app.inject({ url: '/p', headers: bearer('plain') })).headers['retry-after'], '7', 'option')
   // A TokenAuthUnavailableError without its own retryAfter gets the option's.
-  t.equal((await app.inject({ url: '/p', headers: BEARER('default') })).headers['retry-after'], '7')
+  t.equal((await app.inject({ url: '/p', headers: bearer('default') })).headers['retry-after'], '7')
   const e = new TokenAuthUnavailableError()
   t.equal(e.name, 'TokenAuthUnavailableError')
   t.equal(e.retryAfter, undefined)
@@ -245,12 +229,12 @@ t.test('a chain of providers: secret list first, then a custom async one', async
   const app = await build({ provider: [secret(), slow] })
   t.teardown(() => app.close())
   app.get('/me', { preHandler: app.auth }, async (req) => ({ user: req.user }))
-  const first = await app.inject({ url: '/me', headers: BEARER(TOKEN) })
+  const first = await app.inject({ url: '/me', headers: bearer(TOKEN) })
   t.equal(first.json().user.username, 'secret_token_user', 'the first provider wins')
   t.same(asked, [], 'later providers are not asked')
-  const second = await app.inject({ url: '/me', headers: BEARER('db-token') })
+  const second = await app.inject({ url: '/me', headers: bearer('db-token') })
   t.same(second.json(), { user: { id: 42, username: 'db-user', scopes: ['write'] } })
-  const unknown = await app.inject({ url: '/me', headers: BEARER('nobody') })
+  const unknown = await app.inject({ url: '/me', headers: bearer('nobody') })
   t.equal(unknown.statusCode, 401)
   t.equal(unknown.headers['www-authenticate'], 'Bearer realm="api", error="invalid_token"')
 
@@ -258,15 +242,15 @@ t.test('a chain of providers: secret list first, then a custom async one', async
     const label = async ? 'rejecting' : 'throwing'
     const chain = await build({ provider: [down(async), slow] })
     chain.get('/me', { preHandler: chain.auth }, async (req) => ({ user: req.user }))
-    t.equal((await chain.inject({ url: '/me', headers: BEARER('db-token') })).statusCode, 200, `${label} + a provider that knows: 200`)
-    t.equal((await chain.inject({ url: '/me', headers: BEARER('nobody') })).statusCode, 503, `${label} + unknown: 503, not 401`)
+    t.equal((await chain.inject({ url: '/me', headers: bearer('db-token') })).statusCode, 200, `${label} + a provider that knows: 200`)
+    t.equal((await chain.inject({ url: '/me', headers: bearer('nobody') })).statusCode, 503, `${label} + unknown: 503, not 401`)
     await chain.close()
   }
   // a failure after an unknown answer also fails
   const after = await build({ provider: [secret(), down(true)] })
   after.get('/me', { preHandler: after.auth }, async () => 'x')
-  t.equal((await after.inject({ url: '/me', headers: BEARER(TOKEN) })).statusCode, 200)
-  t.equal((await after.inject({ url: '/me', headers: BEARER('nobody') })).statusCode, 503)
+  t.equal((await after.inject({ url: '/me', headers: bearer(TOKEN) })).statusCode, 200)
+  t.equal((await after.inject({ url: '/me', headers: bearer('nobody') })).statusCode, 503)
   await after.close()
 
   t.throws(() => new ChainTokenAuthProvider([]), { message: /at least one provider/ })
@@ -286,8 +270,8 @@ t.test('a custom provider (the README example): a Map of tokens', async (t) => {
   const app = Fastify()
   await app.register(tokenAuth, { provider })
   app.get('/admin', { config: { tokenAuth: { scopes: ['admin'] } } }, async (req) => ({ hello: req.user?.username }))
-  t.same((await app.inject({ url: '/admin', headers: BEARER('alice-token') })).json(), { hello: 'alice' })
-  t.equal((await app.inject({ url: '/admin', headers: BEARER('bob-token') })).statusCode, 401)
+  t.same((await app.inject({ url: '/admin', headers: bearer('alice-token') })).json(), { hello: 'alice' })
+  t.equal((await app.inject({ url: '/admin', headers: bearer('bob-token') })).statusCode, 401)
   await app.close()
   t.equal(provider.closed, true, 'close() was called on app.close()')
 })
@@ -298,15 +282,15 @@ t.test('a JavaScript provider that answers undefined means unknown, not a crash'
   const app = await build({ provider: jsProvider })
   t.teardown(() => app.close())
   app.get('/p', { preHandler: app.auth }, async (req) => req.user?.username)
-  t.equal((await app.inject({ url: '/p', headers: BEARER('k') })).body, 'k')
-  const res = await app.inject({ url: '/p', headers: BEARER('other') })
+  t.equal((await app.inject({ url: '/p', headers: bearer('k') })).body, 'k')
+  const res = await app.inject({ url: '/p', headers: bearer('other') })
   t.equal(res.statusCode, 401)
   t.equal(res.headers['www-authenticate'], 'Bearer realm="api", error="invalid_token"')
   // in a chain, undefined moves on to the next provider
   const chain = await build({ provider: [jsProvider, secret()] })
   chain.get('/p', { preHandler: chain.auth }, async (req) => req.user?.username)
-  t.equal((await chain.inject({ url: '/p', headers: BEARER(TOKEN) })).body, 'secret_token_user')
-  t.equal((await chain.inject({ url: '/p', headers: BEARER('other') })).statusCode, 401)
+  t.equal((await chain.inject({ url: '/p', headers: bearer(TOKEN) })).body, 'secret_token_user')
+  t.equal((await chain.inject({ url: '/p', headers: bearer('other') })).statusCode, 401)
   await chain.close()
 })
 
@@ -316,9 +300,9 @@ t.test('per-route provider', async (t) => {
   t.teardown(() => app.close())
   app.post('/login', { config: { tokenAuth: { provider: appToken } }, preHandler: app.auth }, async (req) => req.user?.username)
   app.post('/admin', { config: { tokenAuth: { provider: appToken, scopes: ['x'] } } }, async () => 'x')
-  t.equal((await app.inject({ method: 'POST', url: '/login', headers: BEARER('app-token') })).body, 'mobile-app')
-  t.equal((await app.inject({ method: 'POST', url: '/login', headers: BEARER(TOKEN) })).statusCode, 401, 'the global provider is not used')
-  t.equal((await app.inject({ method: 'POST', url: '/admin', headers: BEARER('app-token') })).statusCode, 403)
+  t.equal((await app.inject({ method: 'POST', url: '/login', headers: bearer('app-token') })).body, 'mobile-app')
+  t.equal((await app.inject({ method: 'POST', url: '/login', headers: bearer(TOKEN) })).statusCode, 401, 'the global provider is not used')
+  t.equal((await app.inject({ method: 'POST', url: '/admin', headers: bearer('app-token') })).statusCode, 403)
 })
 
 t.test('options are validated at registration with a clear message', async (t) => {
@@ -359,8 +343,8 @@ t.test('maxTokenLength', async (t) => {
   const app = await build({ maxTokenLength: 8, provider: { getUser: () => ({ id: 1, username: 'x' }) } })
   t.teardown(() => app.close())
   app.get('/p', { preHandler: app.auth }, async () => 'ok')
-  t.equal((await app.inject({ url: '/p', headers: BEARER('12345678') })).statusCode, 200)
-  t.equal((await app.inject({ url: '/p', headers: BEARER('123456789') })).statusCode, 400)
+  t.equal((await app.inject({ url: '/p', headers: bearer('12345678') })).statusCode, 200)
+  t.equal((await app.inject({ url: '/p', headers: bearer('123456789') })).statusCode, 400)
 })
 
 t.test('rejections are logged at info with the reason code and never the token', async (t) => {
@@ -437,8 +421,8 @@ t.test('beside @fastify/auth (authDecorator renamed)', async (t) => {
   await app.register(tokenAuth, { provider: secret(), authDecorator: 'bearer' })
   const anyApp = app as any
   app.get('/p', { preHandler: anyApp.auth([anyApp.bearer]) }, async (req) => req.user?.username)
-  t.equal((await app.inject({ url: '/p', headers: BEARER(TOKEN) })).body, 'secret_token_user', '@fastify/auth composes it')
-  const res = await app.inject({ url: '/p', headers: BEARER('nope') })
+  t.equal((await app.inject({ url: '/p', headers: bearer(TOKEN) })).body, 'secret_token_user', '@fastify/auth composes it')
+  const res = await app.inject({ url: '/p', headers: bearer('nope') })
   t.equal(res.statusCode, 401)
   t.equal(res.headers['www-authenticate'], 'Bearer realm="api", error="invalid_token"')
   await app.close()
@@ -461,10 +445,10 @@ t.test('beside @fastify/jwt (userProperty renamed)', async (t) => {
     user: req.user
   }))
   app.get('/jwt', { onRequest: async (req: any) => { await req.jwtVerify() } }, async (req) => ({ user: req.user }))
-  t.same((await app.inject({ url: '/token', headers: BEARER(TOKEN) })).json(), { tokenUser: 'secret_token_user', user: null })
+  t.same((await app.inject({ url: '/token', headers: bearer(TOKEN) })).json(), { tokenUser: 'secret_token_user', user: null })
   const jwt = anyApp.jwt.sign({ sub: 'jwt-user' })
-  t.equal((await app.inject({ url: '/jwt', headers: BEARER(jwt) })).json().user.sub, 'jwt-user', '@fastify/jwt still sets request.user')
-  t.equal((await app.inject({ url: '/token', headers: BEARER(jwt) })).statusCode, 401, 'a JWT is not one of our tokens')
+  t.equal((await app.inject({ url: '/jwt', headers: bearer(jwt) })).json().user.sub, 'jwt-user', '@fastify/jwt still sets request.user')
+  t.equal((await app.inject({ url: '/token', headers: bearer(jwt) })).statusCode, 401, 'a JWT is not one of our tokens')
   await app.close()
 
   const clash = Fastify()

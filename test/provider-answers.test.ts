@@ -3,8 +3,7 @@
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import tokenAuth, { type TokenAuthProvider } from '../lib/index.js'
-
-const BEARER = (token: string) => ({ authorization: `Bearer ${token}` })
+import { bearer } from './helpers/http.js'
 
 async function appWith (t: Test, provider: TokenAuthProvider | TokenAuthProvider[]) {
   const app = Fastify()
@@ -19,7 +18,7 @@ for (const [name, value] of [['false', false], ['0', 0], ["''", ''], ['true', tr
   for (const async of [false, true]) {
     t.test(`a provider answering ${name} (${async ? 'async' : 'sync'}) is an unknown token`, async (t) => {
       const app = await appWith(t, { getUser: (async ? async () => value : () => value) as unknown as TokenAuthProvider['getUser'] })
-      const res = await app.inject({ url: '/me', headers: BEARER('x') })
+      const res = await app.inject({ url: '/me', headers: bearer('x') })
       t.equal(res.statusCode, 401)
       t.match(res.headers['www-authenticate'], /error="invalid_token"/)
     })
@@ -31,13 +30,13 @@ t.test('a chain passes a non-object answer on to the next provider', async (t) =
     { getUser: () => false as never },
     { getUser: async (token: string) => token === 'known' ? { id: 1, username: 'b', scopes: [] } : null }
   ])
-  t.equal((await app.inject({ url: '/me', headers: BEARER('known') })).statusCode, 200)
-  t.equal((await app.inject({ url: '/me', headers: BEARER('other') })).statusCode, 401)
+  t.equal((await app.inject({ url: '/me', headers: bearer('known') })).statusCode, 200)
+  t.equal((await app.inject({ url: '/me', headers: bearer('other') })).statusCode, 401)
 })
 
 t.test('scopes count only as an array: a space-separated string is no scope at all', async (t) => {
   const app = await appWith(t, { getUser: () => ({ id: 1, username: 'a', scopes: 'notadmin read' as never }) })
-  const res = await app.inject({ url: '/admin', headers: BEARER('x') })
+  const res = await app.inject({ url: '/admin', headers: bearer('x') })
   t.equal(res.statusCode, 403, "'notadmin' does not carry 'admin'")
   t.match(res.headers['www-authenticate'], /error="insufficient_scope", scope="admin"/)
 })
@@ -46,7 +45,7 @@ for (const async of [false, true]) {
   t.test(`a user object that throws is a provider failure (${async ? 'async' : 'sync'}): 503, the process lives`, async (t) => {
     const user = { id: 1, username: 'a', get scopes (): string[] { throw new Error('broken getter') } }
     const app = await appWith(t, { getUser: async ? async () => user : () => user })
-    const res = await app.inject({ url: '/admin', headers: BEARER('x') })
+    const res = await app.inject({ url: '/admin', headers: bearer('x') })
     t.equal(res.statusCode, 503)
     t.equal(res.json().code, 'FST_TOKEN_AUTH_UNAVAILABLE')
   })
@@ -56,8 +55,8 @@ t.test('a thenable that settles twice, or throws, is settled once', async (t) =>
   const twice = { then (ok: (v: unknown) => void, bad: (e: unknown) => void) { ok({ id: 1, username: 'a' }); bad(new Error('late')) } }
   const throws = { then () { throw new Error('thenable threw') } }
   const app = await appWith(t, { getUser: (token: string) => (token === 'twice' ? twice : throws) as never })
-  t.equal((await app.inject({ url: '/me', headers: BEARER('twice') })).statusCode, 200)
-  t.equal((await app.inject({ url: '/me', headers: BEARER('throws') })).statusCode, 503)
+  t.equal((await app.inject({ url: '/me', headers: bearer('twice') })).statusCode, 200)
+  t.equal((await app.inject({ url: '/me', headers: bearer('throws') })).statusCode, 503)
 })
 
 t.test('fastify.auth where no token was read says no, and warns once how to fix it', async (t) => {
@@ -68,7 +67,7 @@ t.test('fastify.auth where no token was read says no, and warns once how to fix 
   app.addHook('onRequest', app.auth)
   app.get('/x', async () => 'x')
   t.teardown(() => app.close())
-  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/x', headers: BEARER('x') })).statusCode, 401)
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/x', headers: bearer('x') })).statusCode, 401)
   const warnings = lines.filter((l) => l.level === 40)
   t.equal(warnings.length, 1, 'warned once')
   t.match(warnings[0].msg, /auth ran where no token was read.*preHandler/)

@@ -10,9 +10,9 @@ import { DrizzleTokenAuthProvider } from '../lib/providers/drizzle.js'
 import { createDatabase } from '../lib/store/database.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase, query, requirePostgres } from './helpers/db.js'
 import { TcpProxy } from './helpers/tcp-proxy.js'
+import { bearer } from './helpers/http.js'
 
 const PASSWORD = 'correct horse battery staple'
-const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 
 async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance> {
   const app = Fastify()

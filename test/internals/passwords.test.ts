@@ -1,9 +1,9 @@
 import t from 'tap'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { InvalidPasswordError } from '../lib/store/errors.js'
+import { InvalidPasswordError } from '../../lib/store/errors.js'
 import {
   DEFAULT_PASSWORD_PARAMS, dummyVerify, hashPassword, needsRehash, normalizePassword, resolvePasswordParams, verifyPassword
-} from '../lib/store/passwords.js'
+} from '../../lib/store/passwords.js'
 
 const FAST = { ln: 10 }
 
@@ -89,7 +89,7 @@ t.test('dummyVerify does the same work as a real verification', async (t) => {
   // parameters: recorded through a wrapped crypto.scrypt (timing alone is too noisy on a busy machine).
   const calls: unknown[] = []
   const crypto = await import('node:crypto')
-  const mod = await t.mockImport<typeof import('../lib/store/passwords.js')>('../lib/store/passwords.js', {
+  const mod = await t.mockImport<typeof import('../../lib/store/passwords.js')>('../../lib/store/passwords.js', {
     'node:crypto': {
       ...crypto,
       scrypt: (pw: string, salt: Buffer, keylen: number, opts: object, cb: (err: Error | null, key: Buffer) => void) => {

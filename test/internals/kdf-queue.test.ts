@@ -3,11 +3,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import Fastify from 'fastify'
-import tokenAuth from '../lib/index.js'
-import { KdfBusyError } from '../lib/store/errors.js'
-import { defaultKdfConcurrency, KdfQueue } from '../lib/store/kdf-queue.js'
-import { TokenService } from '../lib/store/service.js'
-import { FAST_PASSWORD_PARAMS, freshDatabase } from './helpers/db.js'
+import tokenAuth from '../../lib/index.js'
+import { KdfBusyError } from '../../lib/store/errors.js'
+import { defaultKdfConcurrency, KdfQueue } from '../../lib/store/kdf-queue.js'
+import { TokenService } from '../../lib/store/service.js'
+import { FAST_PASSWORD_PARAMS, freshDatabase } from '../helpers/db.js'
 
 t.test('runs at most `concurrency` at once, in order, and refuses past maxWaiting', async (t) => {
   const queue = new KdfQueue({ concurrency: 2, maxWaiting: 3 })

@@ -4,7 +4,7 @@ import * as zlib from 'node:zlib'
 import fc from 'fast-check'
 import {
   BASE62_ALPHABET, checkTokenFormat, generateToken, hashToken, tokenHint, validateTokenPrefix
-} from '../lib/store/token-format.js'
+} from '../../lib/store/token-format.js'
 
 const BASE62 = /^[0-9A-Za-z]+$/
 
@@ -102,8 +102,8 @@ t.test('hashToken is the hex SHA-256 of the whole token; tokenHint is short', as
 
 t.test('hashToken falls back to createHash without crypto.hash', async (t) => {
   const original = (crypto as unknown as { hash?: unknown }).hash
-  const { hashToken: fallback } = await t.mockImport<typeof import('../lib/store/token-format.js')>(
-    '../lib/store/token-format.js',
+  const { hashToken: fallback } = await t.mockImport<typeof import('../../lib/store/token-format.js')>(
+    '../../lib/store/token-format.js',
   { 'node:crypto': { ...crypto, hash: undefined } }
   )
   t.equal(fallback('abc'), crypto.createHash('sha256').update('abc').digest('hex'))
@@ -111,8 +111,8 @@ t.test('hashToken falls back to createHash without crypto.hash', async (t) => {
 })
 
 t.test('CRC32 fallback without zlib.crc32 gives the same checksums', async (t) => {
-  const mod = await t.mockImport<typeof import('../lib/store/token-format.js')>(
-    '../lib/store/token-format.js',
+  const mod = await t.mockImport<typeof import('../../lib/store/token-format.js')>(
+    '../../lib/store/token-format.js',
   { 'node:zlib': { ...zlib, crc32: undefined } }
   )
   for (let i = 0; i < 50; i++) {

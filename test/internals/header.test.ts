@@ -1,6 +1,6 @@
 // Unit table for the Authorization parser (RFC 6750 §2.1, RFC 9110 §5.5 / §11).
 import t from 'tap'
-import { MALFORMED, MISSING, hasDuplicateAuthorization, parseBearer } from '../lib/header.js'
+import { MALFORMED, MISSING, hasDuplicateAuthorization, parseBearer } from '../../lib/header.js'
 
 const MAX = 1024
 
