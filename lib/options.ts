@@ -26,7 +26,7 @@ const database = optional(satisfies<NonNullable<TokenAuthOptions['database']>>(
 // An identifier Fastify can decorate with, and JavaScript can name.
 const identifier = (def: string): Check<string> => string({ pattern: /^[A-Za-z_$][\w$]*$/, expected: 'a JavaScript identifier', default: def })
 
-const pluginOptions = object({
+export const pluginOptions = object({
   provider: providers,
   database,
   drizzle: object(DRIZZLE_OPTIONS),

@@ -7,8 +7,9 @@ import { FST_TOKEN_AUTH_INVALID_OPTION } from './errors.js'
 /** The longest delay a Node timer holds (2^31 - 1 ms): a longer one fires after 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647
 
-/** Checks one option's value (undefined when not given) and returns what to use. */
-export type Check<T> = (value: unknown, path: string) => T
+/** Checks one option's value (undefined when not given) and returns what to use. An object's check
+ * carries its `shape` (and so does a wrapper of it), so the option paths can be listed. */
+export type Check<T> = ((value: unknown, path: string) => T) & { shape?: Shape }
 export type Checked<C> = C extends Check<infer T> ? T : never
 
 /** Throws the option error: `fastify-token-auth: option <path> must be <expected>, got <value>`. */
@@ -93,17 +94,30 @@ export function string (o: StringOptions): Check<string> {
 
 /** `false` turns the option off; anything else is checked by `check`. */
 export function orFalse<T> (check: Check<T>): Check<T | false> {
-  return (value, path) => value === false ? false : check(value, path)
+  return wraps(check, (value, path) => value === false ? false : check(value, path))
 }
 
 /** Not given (undefined) stays undefined; anything else is checked by `check`. */
 export function optional<T> (check: Check<T>): Check<T | undefined> {
-  return (value, path) => value === undefined ? undefined : check(value, path)
+  return wraps(check, (value, path) => value === undefined ? undefined : check(value, path))
 }
 
 /** `null` (or not given) stays null; anything else is checked by `check`. */
 export function nullable<T> (check: Check<T>): Check<T | null> {
-  return (value, path) => value === undefined || value === null ? null : check(value, path)
+  return wraps(check, (value, path) => value === undefined || value === null ? null : check(value, path))
+}
+
+/** `outer`, carrying the shape of the object check it wraps. */
+export function wraps<T> (inner: Check<unknown>, outer: Check<T>): Check<T> {
+  if (inner.shape !== undefined) outer.shape = inner.shape
+  return outer
+}
+
+/** Every option path a check accepts, nested ones included (`drizzle.cache.ttl`). */
+export function optionPaths (check: Check<unknown>, path = ''): string[] {
+  if (check.shape === undefined) return path === '' ? [] : [path]
+  const nested = Object.entries(check.shape).flatMap(([key, c]) => optionPaths(c, join(path, key)))
+  return path === '' ? nested : [path, ...nested]
 }
 
 /** A value that passes `test`, e.g. a provider (an object with getUser). */
@@ -125,7 +139,8 @@ export function arrayOf<T> (item: Check<T>, o: ArrayOptions): Check<readonly T[]
   }
 }
 
-type Shape = Record<string, Check<unknown>>
+// An interface, not a type alias: Check and Shape refer to each other.
+export interface Shape { [key: string]: Check<unknown> }
 export type Resolved<S extends Shape> = { readonly [K in keyof S]: Checked<S[K]> }
 
 interface ObjectOptions {
@@ -143,7 +158,7 @@ interface ObjectOptions {
 export function object<S extends Shape> (shape: S, o: ObjectOptions = {}): Check<Resolved<S>> {
   const keys = Object.keys(shape)
   const expected = o.expected ?? `an object with the keys ${keys.join(', ')}`
-  return (value, path) => {
+  const check: Check<Resolved<S>> = (value, path) => {
     if (value === undefined) value = {}
     if (!isPlainObject(value)) invalid(path, expected, value)
     for (const key of Object.keys(value)) {
@@ -155,4 +170,6 @@ export function object<S extends Shape> (shape: S, o: ObjectOptions = {}): Check
     for (const key of keys) out[key] = shape[key](value[key], join(path, key))
     return Object.freeze(out) as Resolved<S>
   }
+  check.shape = shape
+  return check
 }

@@ -1,7 +1,7 @@
 // The `routes` option: the paths of every route group, each group's own options (beside its routes),
 // and what they share. Resolved once, at registration, before the store opens anything.
 import type { TokenAuthProvider } from '../providers/provider.js'
-import { ms, object, optionError, orFalse, string, type Checked } from '../validate.js'
+import { ms, object, optionError, orFalse, string, wraps, type Checked } from '../validate.js'
 import { LOGIN_OPTIONS } from './login.js'
 import type { LoginThrottleOptions } from './throttle.js'
 
@@ -52,11 +52,11 @@ const shape = object({
 export type ResolvedRoutesOptions = Checked<typeof shape>
 
 /** `routes` resolved (false: no route at all), with the paths checked to differ. */
-export const routesOptions = orFalse((value, at): ResolvedRoutesOptions => {
+export const routesOptions = orFalse(wraps(shape, (value, at): ResolvedRoutesOptions => {
   const o = shape(value, at)
   const paths = [o.login, o.logout, o.logoutAll].filter((p) => p !== false)
   if (new Set(paths).size !== paths.length) {
     throw optionError(`${at}.login`, `options ${at}.login, ${at}.logout and ${at}.logoutAll must differ, got ${paths.join(', ')}`)
   }
   return o
-})
+}))

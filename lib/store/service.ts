@@ -46,9 +46,9 @@ const param = (key: keyof typeof PASSWORD_PARAM_LIMITS, def: number) =>
 
 /** The TokenService's options (the plugin's `service` object). */
 export const serviceOptions = object({
-  prefix: (value, path) => prefixOption(value ?? DEFAULT_TOKEN_PREFIX, path),
+  prefix: (value: unknown, path: string) => prefixOption(value ?? DEFAULT_TOKEN_PREFIX, path),
   passwordParams: object({ ln: param('ln', 17), r: param('r', 8), p: param('p', 1) }),
-  notifyChannel: (value, path) => channelOption(value ?? DEFAULT_NOTIFY_CHANNEL, path),
+  notifyChannel: (value: unknown, path: string) => channelOption(value ?? DEFAULT_NOTIFY_CHANNEL, path),
   passwordConcurrency: optional(integer({ min: 1, max: 1024 })),
   passwordQueue: integer({ min: 0, max: 100_000, default: 16 })
 })
