@@ -30,6 +30,10 @@ export const FST_TOKEN_AUTH_NOT_REVOCABLE = createError(
 export const FST_TOKEN_AUTH_INVALID_OPTION = createError(
   'FST_TOKEN_AUTH_INVALID_OPTION', 'fastify-token-auth: %s', 500, TypeError)
 
+/** The plugin registered a second time in the same context (it is global, through fastify-plugin). */
+export const FST_TOKEN_AUTH_ALREADY_REGISTERED = createError(
+  'FST_TOKEN_AUTH_ALREADY_REGISTERED', 'fastify-token-auth: the plugin is already registered here (it is global, through fastify-plugin): register it once', 500)
+
 export const errorCodes = {
   FST_TOKEN_AUTH_MISSING,
   FST_TOKEN_AUTH_INVALID_REQUEST,
@@ -39,7 +43,8 @@ export const errorCodes = {
   FST_TOKEN_AUTH_BAD_CREDENTIALS,
   FST_TOKEN_AUTH_LOGIN_THROTTLED,
   FST_TOKEN_AUTH_NOT_REVOCABLE,
-  FST_TOKEN_AUTH_INVALID_OPTION
+  FST_TOKEN_AUTH_INVALID_OPTION,
+  FST_TOKEN_AUTH_ALREADY_REGISTERED
 }
 
 /**

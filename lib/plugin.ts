@@ -3,7 +3,7 @@
 // (guard.ts) and the login routes (routes/) are put in place.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { logFailure, retryAfterHeaders } from './errors.js'
+import { FST_TOKEN_AUTH_ALREADY_REGISTERED, logFailure, retryAfterHeaders } from './errors.js'
 import { createGuard } from './guard.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { ChainTokenAuthProvider } from './providers/chain.js'
@@ -16,6 +16,7 @@ import { createStoreCall } from './routes/context.js'
 import { registerRoutes } from './routes/plugin.js'
 import { TokenService } from './store/service.js'
 import type { TokenAuthDecorator, TokenAuthOptions } from './types.js'
+import { optionError } from './validate.js'
 
 async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<void> {
   const o = resolveOptions(opts)
@@ -53,14 +54,14 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
 
 function checkDecorators (fastify: FastifyInstance, o: ResolvedOptions): void {
   if (fastify.hasRequestDecorator(kReason)) {
-    throw new Error('fastify-token-auth: the plugin is already registered here (it is global, through fastify-plugin): register it once')
+    throw new FST_TOKEN_AUTH_ALREADY_REGISTERED()
   }
   // Fastify's own message for a clash does not say which option renames ours.
   if (fastify.hasDecorator(o.authDecorator)) {
-    throw new Error(`fastify-token-auth: fastify.${o.authDecorator} is already decorated (by @fastify/auth?); pick another name with the \`authDecorator\` option`)
+    throw optionError('authDecorator', `fastify.${o.authDecorator} is already decorated (by @fastify/auth?); pick another name with the \`authDecorator\` option`)
   }
   if (fastify.hasRequestDecorator(o.userProperty)) {
-    throw new Error(`fastify-token-auth: request.${o.userProperty} is already decorated (by @fastify/jwt?); pick another name with the \`userProperty\` option`)
+    throw optionError('userProperty', `request.${o.userProperty} is already decorated (by @fastify/jwt?); pick another name with the \`userProperty\` option`)
   }
 }
 

@@ -121,7 +121,7 @@ t.test('listen/unlisten on the database kind in use', async (t) => {
   await query(database, "select pg_notify('some_channel', 'again')")
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.same(got, ['hello'], 'nothing after unlisten')
-  await t.rejects(database.listen('Bad-Channel', () => {}), /invalid notify channel/)
+  await t.rejects(database.listen('Bad-Channel', () => {}), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'channel', message: /option channel must be a NOTIFY channel/ })
 })
 
 t.test('postgres.js: listen on one database, notify from another client', async (t) => {
@@ -154,5 +154,5 @@ t.test('in-memory PGlite and channel names', async (t) => {
   await unlisten()
   t.pass('unlisten after close does not throw')
   t.equal(validateChannel('token_auth_revoked'), 'token_auth_revoked')
-  for (const bad of ['', 'A', '1a', 'a-b', 'a'.repeat(64), 'a b']) t.throws(() => validateChannel(bad), TypeError)
+  for (const bad of ['', 'A', '1a', 'a-b', 'a'.repeat(64), 'a b']) t.throws(() => validateChannel(bad), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'channel' }, JSON.stringify(bad))
 })

@@ -151,7 +151,7 @@ t.test('tokens: issue, stored hashed, list, expiry', async (t) => {
   t.ok(checkTokenFormat((await custom.issueToken(userId)).token, 'myapp'), 'configurable prefix')
   t.throws(() => new TokenService(database, { prefix: 'My-App' }), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'TokenService.prefix', message: /option TokenService\.prefix must be a token prefix/ })
   t.throws(() => new TokenService(database, { notifyChannel: 'Bad Channel' }), { option: 'TokenService.notifyChannel', message: /option TokenService\.notifyChannel must be a NOTIFY channel/ })
-  t.throws(() => new TokenService(undefined as never), /needs a database/)
+  t.throws(() => new TokenService(undefined as never), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'TokenService.database', message: /must be a database \(\{ db \}\)/ })
 })
 
 t.test('revocation deletes rows and is reported in process, synchronously', async (t) => {

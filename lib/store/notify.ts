@@ -1,6 +1,7 @@
 // Revocations travel to every process's cache on a PostgreSQL NOTIFY channel: the hashes of the
 // deleted tokens, comma-joined, in payloads under PostgreSQL's 8000-byte limit.
 import { sql } from 'drizzle-orm'
+import { invalid } from '../validate.js'
 
 export const DEFAULT_NOTIFY_CHANNEL = 'token_auth_revoked'
 /** Largest NOTIFY payload sent, in bytes (PostgreSQL's limit is 8000). */
@@ -33,10 +34,8 @@ export function notifyStatement (channel: string, hashes: readonly string[]) {
   return sql`select ${calls}`
 }
 
-/** Throws a clear TypeError unless `channel` is a lowercase SQL identifier. Returns it. */
+/** Throws FST_TOKEN_AUTH_INVALID_OPTION unless `channel` is a lowercase SQL identifier. Returns it. */
 export function validateChannel (channel: string): string {
-  if (typeof channel !== 'string' || !CHANNEL_RE.test(channel)) {
-    throw new TypeError(`fastify-token-auth: invalid notify channel ${JSON.stringify(channel)}: use lowercase letters, digits and _ (at most 63)`)
-  }
+  if (typeof channel !== 'string' || !CHANNEL_RE.test(channel)) invalid('channel', 'a NOTIFY channel: lowercase letters, digits and _, at most 63', channel)
   return channel
 }

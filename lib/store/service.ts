@@ -17,7 +17,7 @@
  */
 import { and, eq, inArray, lte, sql, type SQL } from 'drizzle-orm'
 import { CONTROL_CHARS, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
-import { integer, object, optional, string, type Checked } from '../validate.js'
+import { integer, invalid, object, optional, string, type Checked } from '../validate.js'
 import type { TokenAuthDatabase } from './database.js'
 import { InvalidTokenOptionsError, UserExistsError, UserInactiveError, UserNotFoundError } from './errors.js'
 import { defaultKdfConcurrency, KdfQueue } from './kdf-queue.js'
@@ -126,7 +126,7 @@ export class TokenService {
    *   The service only queries; it never listens or closes the database (its owner does).
    */
   constructor (database: { db: TokenAuthDatabase }, options: TokenServiceOptions = {}) {
-    if (database?.db === undefined) throw new TypeError('fastify-token-auth: TokenService needs a database ({ db }), e.g. the result of createDatabase()')
+    if (typeof database?.db !== 'object') invalid('TokenService.database', 'a database ({ db }), e.g. the result of createDatabase()', database)
     const o = serviceOptions(options, 'TokenService')
     this.db = database.db
     this.prefix = o.prefix
