@@ -45,6 +45,7 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
       options: o.routes,
       auth: guard.auth,
       userProperty: o.userProperty,
+      fromStore: (user) => store.provider.owns(user),
       storeCall: createStoreCall(o.routes.timeout, retryAfterHeaders(o.retryAfter))
     })
   }

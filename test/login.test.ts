@@ -379,7 +379,7 @@ t.test('the store fails: 503 with Retry-After and a generic message, never 500',
   const token = (await login(app, { username: 'alice', password: PASSWORD })).json().token
   const svc = app.tokenAuth.service! as unknown as Record<string, unknown>
   const boom = async (): Promise<never> => { throw new Error('connect ECONNREFUSED 10.1.2.3:5432 secret-internal-detail') }
-  for (const method of ['verifyCredentials', 'issueToken', 'revokeTokenByHash', 'revokeAllTokens']) {
+  for (const method of ['verifyCredentials', 'issueToken', 'revokeToken', 'revokeAllTokens']) {
     const original = svc[method]
     svc[method] = boom
     t.teardown(() => { svc[method] = original })
@@ -411,11 +411,11 @@ t.test('the store does not answer: 503 after routes.timeout, and a token issued 
   const proto = Object.getPrototypeOf(svc) as typeof svc
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
   const hang = () => new Promise<never>(() => {})
-  const restore = () => { for (const m of ['verifyCredentials', 'issueToken', 'revokeTokenByHash', 'revokeAllTokens']) delete svc[m] }
+  const restore = () => { for (const m of ['verifyCredentials', 'issueToken', 'revokeToken', 'revokeAllTokens']) delete svc[m] }
   t.teardown(restore)
 
   svc.verifyCredentials = hang
-  svc.revokeTokenByHash = hang
+  svc.revokeToken = hang
   svc.revokeAllTokens = hang
   for (const res of [
     await login(app, { username: 'slow', password: PASSWORD }),

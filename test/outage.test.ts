@@ -46,7 +46,7 @@ async function setup (t: Test): Promise<Setup> {
   await app.ready()
   t.teardown(() => app.close())
   const user = await service.createUser('alice', PASSWORD)
-  return { app, proxy, direct, userId: user.id }
+  return { app, proxy, direct, userId: user.id as number }
 }
 
 const me = async (app: FastifyInstance, token: string): Promise<LightMyRequestResponse> => await app.inject({ url: '/me', headers: bearer(token) })

@@ -1,12 +1,12 @@
 import { eq, sql } from 'drizzle-orm'
 import { TokenAuthUnavailableError } from '../errors.js'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
-import { tokens, users } from '../store/schema.js'
-import { channelOption, prefixOption, TokenService } from '../store/service.js'
+import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
 import { checkTokenFormat, hashToken } from '../store/token-format.js'
 import { ms, object, optional, orFalse, satisfies } from '../validate.js'
-import type { DefaultTokenAuthUser, TokenAuthProvider, TokenAuthUser } from './provider.js'
+import { activeColumn, type UserId, type UserSource } from '../users/user-source.js'
+import type { TokenAuthProvider, TokenAuthUser } from './provider.js'
 import { cacheOptions, TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
 
 export interface DrizzleTokenAuthProviderOptions {
@@ -48,18 +48,20 @@ const providerOptions = object({
   notifyChannel: optional(channelOption)
 })
 
-function buildLookup (db: TokenAuthDatabase) {
-  // One indexed query (token_hash is unique), prepared once.
+function buildLookup (db: TokenAuthDatabase, source: UserSource) {
+  const tokens = source.tokens
+  // One indexed query (token_hash is unique), prepared once: the token, its user's `request.user`
+  // columns and whether the user is active.
   return db.select({
     tokenId: tokens.id,
     userId: tokens.userId,
     scopes: tokens.scopes,
     expiresAt: tokens.expiresAt,
     lastUsedAt: tokens.lastUsedAt,
-    username: users.username,
-    active: users.active
+    active: activeColumn(source),
+    user: source.user
   }).from(tokens)
-    .innerJoin(users, eq(users.id, tokens.userId))
+    .innerJoin(source.table, eq(source.id, tokens.userId))
     .where(eq(tokens.tokenHash, sql.placeholder('hash')))
     .limit(1)
     .prepare('token_auth_lookup')
@@ -68,17 +70,20 @@ function buildLookup (db: TokenAuthDatabase) {
 /**
  * Resolves `<prefix>_...` tokens from the `token_auth_tokens` table: checksum first (a bad one never
  * reaches the database), then the cache, then one prepared query. Expired tokens and inactive users
- * are unknown; a database failure is "unavailable" (503), never "unknown".
+ * are unknown; a database failure is "unavailable" (503), never "unknown". The user is the service's
+ * user source's (`request.user`: its columns, `tokenId` and `scopes`).
  */
 export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   readonly #service: TokenService
   readonly #lookup: ReturnType<typeof buildLookup>
-  readonly #prefix: string
+  readonly #prefixes: readonly string[]
   readonly #cache: TokenCache
   readonly #lastUsedInterval: number
   readonly #queryTimeout: number
   readonly #pendingLastUsed = new Set<number>()
   readonly #inflight = new Map<string, Promise<TokenAuthUser | null>>()
+  /** The user objects this provider made: only those came from the store (see `owns`). */
+  readonly #made = new WeakSet<object>()
   readonly #unsubscribe: Array<() => unknown> = []
   #flushTimer: NodeJS.Timeout | undefined
   #listening: Promise<void> | undefined
@@ -86,18 +91,22 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   constructor (opts: DrizzleTokenAuthProviderOptions) {
     const options = providerOptions(opts, 'DrizzleTokenAuthProvider')
     this.#service = options.service ?? new TokenService({ db: options.db })
-    this.#lookup = buildLookup(options.db)
-    this.#prefix = options.prefix ?? this.#service.prefix
+    this.#lookup = buildLookup(options.db, this.#service.users)
+    this.#prefixes = options.prefix === undefined ? this.#service.prefixes : [options.prefix]
     this.#cache = new TokenCache(options.cache)
     this.#lastUsedInterval = options.lastUsedInterval === false ? Infinity : options.lastUsedInterval
     this.#queryTimeout = options.queryTimeout
 
     this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
+    this.#unsubscribe.push(this.#service.onUserChanged((userId) => this.invalidateUser(userId)))
     if (options.listen !== undefined && this.#cache.enabled) {
       const channel = options.notifyChannel ?? this.#service.notifyChannel
       this.#listening = options.listen(
         channel,
-        (payload) => this.invalidate(payload.split(',')),
+        (payload) => {
+          if (payload.startsWith(USER_CHANGED_PREFIX)) this.invalidateUser(payload.slice(USER_CHANGED_PREFIX.length))
+          else this.invalidate(payload.split(','))
+        },
         // Revocations announced while the connection was down were missed: trust nothing cached.
         () => this.clearCache()
       ).then((unlisten) => { this.#unsubscribe.push(unlisten) })
@@ -114,7 +123,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   }
 
   getUser (token: string): TokenAuthUser | null | Promise<TokenAuthUser | null> {
-    if (!checkTokenFormat(token, this.#prefix)) return null
+    if (!this.#hasFormat(token)) return null
     const hash = hashToken(token)
     const hit = this.#cache.get(hash)
     if (hit === null) return null
@@ -148,14 +157,11 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
         this.#cache.setUnknown(hash)
         return null
       }
-      const user: DefaultTokenAuthUser = Object.freeze({
-        id: row.userId,
-        username: row.username,
-        tokenId: row.tokenId,
-        scopes: Object.freeze(row.scopes)
-      })
+      const user = Object.freeze({ ...row.user, tokenId: row.tokenId, scopes: Object.freeze(row.scopes) })
+      this.#made.add(user)
       const entry: CachedToken = {
         user: user as unknown as TokenAuthUser,
+        userKey: String(row.userId),
         tokenId: row.tokenId,
         expiresAt: row.expiresAt === null ? null : row.expiresAt.getTime(),
         lastUsedAt: row.lastUsedAt === null ? 0 : row.lastUsedAt.getTime()
@@ -188,6 +194,25 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
       throw err
     }
     return ids.length
+  }
+
+  /** True when `user` is one this provider resolved (from the store), not another provider's. */
+  owns (user: unknown): user is TokenAuthUser & { id: UserId, tokenId: number } {
+    return typeof user === 'object' && user !== null && this.#made.has(user)
+  }
+
+  /** Forget every cached token of this user (userChanged in this process, or a NOTIFY from another). */
+  invalidateUser (userId: UserId): void {
+    this.#cache.invalidateUser(String(userId))
+    this.#inflight.clear()
+  }
+
+  /** The token has one of the accepted prefixes and a good checksum (no query for anything else). */
+  #hasFormat (token: string): boolean {
+    const prefixes = this.#prefixes
+    if (prefixes.length === 1) return checkTokenFormat(token, prefixes[0])
+    for (const prefix of prefixes) if (checkTokenFormat(token, prefix)) return true
+    return false
   }
 
   /** Forget these token hashes at once (revocation in this process, or a NOTIFY from another). */

@@ -24,6 +24,8 @@ export type ResolvedCacheOptions = Checked<typeof cacheOptions>
 
 export interface CachedToken {
   user: TokenAuthUser
+  /** The user's id as a string, to forget all of a user's tokens at once. */
+  userKey: string
   tokenId: number
   /** ms since epoch, or null: never expires. */
   expiresAt: number | null
@@ -76,6 +78,15 @@ export class TokenCache {
     for (const hash of hashes) {
       this.#good?.delete(hash)
       this.#unknown?.delete(hash)
+    }
+  }
+
+  /** Forgets every good token of the user with this id (as a string). */
+  invalidateUser (userKey: string): void {
+    this.epoch++
+    if (this.#good === undefined) return
+    for (const [hash, entry] of this.#good.entries()) {
+      if (entry.userKey === userKey) this.#good.delete(hash)
     }
   }
 

@@ -4,6 +4,7 @@ import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import { logFailure, unavailable } from '../errors.js'
 import { TokenServiceError } from '../store/errors.js'
 import type { TokenService } from '../store/service.js'
+import type { UserId } from '../users/user-source.js'
 import { withTimeout } from '../timeout.js'
 import type { ResolvedRoutesOptions } from './options.js'
 
@@ -14,6 +15,8 @@ export interface RoutesContext {
   auth: onRequestHookHandler
   /** The request property the plugin puts the user in. */
   userProperty: string
+  /** True when the user was resolved from the store (a token the service can revoke). */
+  fromStore: (user: unknown) => user is { id: UserId, tokenId: number }
   /**
    * The store's answer, or the one 503 (logged, with Retry-After) when it fails or, with `timed`,
    * takes longer than `routes.timeout`; `onLate` gets an answer that arrives after that. A

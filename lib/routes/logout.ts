@@ -4,8 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import { FST_TOKEN_AUTH_NOT_REVOCABLE } from '../errors.js'
-import { parseBearer } from '../header.js'
-import { checkTokenFormat, hashToken } from '../store/token-format.js'
+import type { UserId } from '../users/user-source.js'
 import type { RoutesContext } from './context.js'
 import { errorResponse, securityOf } from './schemas.js'
 
@@ -23,13 +22,13 @@ function schema (summary: string, scheme: string | false): FastifySchema {
 
 /** Registers the logout routes whose paths are given (false: not registered). */
 export function logoutRoutes (child: FastifyInstance, ctx: RoutesContext, logout: string | false, logoutAll: string | false): void {
-  const { service, auth, storeCall, userProperty, options } = ctx
+  const { service, auth, storeCall, userProperty, options, fromStore } = ctx
 
-  /** The presented token, when it is one of the store's (else the request came with another provider's). */
-  function storeToken (request: FastifyRequest): string {
-    const token = parseBearer(request.raw.headers.authorization, 1 << 16)
-    if (typeof token !== 'string' || !checkTokenFormat(token, service.prefix)) throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
-    return token
+  /** The user of the presented token, when the store resolved it (not a secret, or another provider's). */
+  function storeUser (request: FastifyRequest): { id: UserId, tokenId: number } {
+    const user = (request as unknown as Record<string, unknown>)[userProperty]
+    if (!fromStore(user)) throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
+    return user
   }
 
   if (logout !== false) {
@@ -39,9 +38,9 @@ export function logoutRoutes (child: FastifyInstance, ctx: RoutesContext, logout
       schema: schema('Log out: revoke the token this request carries', options.securityScheme),
       onRequest: auth,
       handler: async function logout (request: FastifyRequest, reply: FastifyReply) {
-        const token = storeToken(request)
+        const { id, tokenId } = storeUser(request)
         // Idempotent: a token revoked meanwhile by a concurrent call is just as logged out.
-        await storeCall(request, 'logout', service.revokeTokenByHash(hashToken(token)))
+        await storeCall(request, 'logout', service.revokeToken(tokenId, { userId: id }))
         return reply.code(204).send()
       }
     })
@@ -54,10 +53,8 @@ export function logoutRoutes (child: FastifyInstance, ctx: RoutesContext, logout
       schema: schema('Log out everywhere: revoke every token of the user', options.securityScheme),
       onRequest: auth,
       handler: async function logoutAll (request: FastifyRequest, reply: FastifyReply) {
-        storeToken(request)
-        const user = (request as unknown as Record<string, unknown>)[userProperty] as { id?: unknown } | null
-        if (typeof user?.id !== 'number') throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
-        await storeCall(request, 'logout', service.revokeAllTokens(user.id))
+        const { id } = storeUser(request)
+        await storeCall(request, 'logout', service.revokeAllTokens({ id }))
         return reply.code(204).send()
       }
     })

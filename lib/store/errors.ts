@@ -5,7 +5,7 @@
 
 export type TokenServiceErrorCode =
   | 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS' | 'INVALID_USERNAME'
-  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'EMBEDDED_DATABASE_BUSY'
+  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP'
 
 export class TokenServiceError extends Error {
   readonly code: TokenServiceErrorCode
@@ -33,6 +33,14 @@ export class UserNotFoundError extends TokenServiceError {
 export class UserInactiveError extends TokenServiceError {
   constructor (user: string | number) {
     super('USER_INACTIVE', `user ${describeUser(user)} is deactivated`)
+  }
+}
+
+/** A method for the plugin's own users table, called with the app's own users (`appUsers`). */
+export class UsersOwnedByAppError extends TokenServiceError {
+  constructor (method: string) {
+    super('USERS_OWNED_BY_APP', `${method}: the users are the app's own (appUsers): create, change and deactivate them in the app, ` +
+      'then call service.userChanged(id) so that cached tokens are checked again')
   }
 }
 

@@ -17,13 +17,15 @@
  */
 import { and, eq, inArray, lte, sql, type SQL } from 'drizzle-orm'
 import { CONTROL_CHARS, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
-import { integer, invalid, object, optional, string, type Checked } from '../validate.js'
+import { builtinUsers } from '../users/builtin.js'
+import { activeColumn, isUserId, type UserId, type UserSource } from '../users/user-source.js'
+import { arrayOf, integer, invalid, object, optional, satisfies, string, type Checked } from '../validate.js'
 import type { TokenAuthDatabase } from './database.js'
-import { InvalidTokenOptionsError, UserExistsError, UserInactiveError, UserNotFoundError } from './errors.js'
+import { InvalidTokenOptionsError, UserExistsError, UserInactiveError, UserNotFoundError, UsersOwnedByAppError } from './errors.js'
 import { defaultKdfConcurrency, KdfQueue } from './kdf-queue.js'
 import { CHANNEL_RE, DEFAULT_NOTIFY_CHANNEL, notifyStatement } from './notify.js'
-import { dummyVerify, hashPassword, needsRehash, PASSWORD_PARAM_LIMITS, verifyPassword, type PasswordParams } from './passwords.js'
-import { tokens, users } from './schema.js'
+import { dummyVerify, hashPassword, needsRehash, PASSWORD_PARAM_LIMITS, type PasswordParams } from './passwords.js'
+import { users, type TokensTable } from './schema.js'
 import { DEFAULT_TOKEN_PREFIX, generateToken, hashToken, PREFIX_RE, tokenHint } from './token-format.js'
 import { normalizeUsername } from './usernames.js'
 
@@ -45,8 +47,12 @@ const param = (key: keyof typeof PASSWORD_PARAM_LIMITS, def: number) =>
   integer({ min: PASSWORD_PARAM_LIMITS[key][0], max: PASSWORD_PARAM_LIMITS[key][1], default: def })
 
 /** The TokenService's options (the plugin's `service` object). */
+const isUserSource = (v: unknown): boolean => typeof (v as UserSource | null)?.verifyPassword === 'function' && typeof (v as UserSource).kind === 'string'
+
 export const serviceOptions = object({
   prefix: (value: unknown, path: string) => prefixOption(value ?? DEFAULT_TOKEN_PREFIX, path),
+  acceptPrefixes: arrayOf(prefixOption, { max: 16, expected: 'an array of earlier token prefixes (at most 16)', default: [] }),
+  users: optional(satisfies<UserSource>(isUserSource, 'a user source: appUsers({ table, tokens, login, passwordHash, verifyPassword })')),
   passwordParams: object({ ln: param('ln', 17), r: param('r', 8), p: param('p', 1) }),
   notifyChannel: (value: unknown, path: string) => channelOption(value ?? DEFAULT_NOTIFY_CHANNEL, path),
   passwordConcurrency: optional(integer({ min: 1, max: 1024 })),
@@ -55,8 +61,12 @@ export const serviceOptions = object({
 export type ResolvedServiceOptions = Checked<typeof serviceOptions>
 
 export interface TokenServiceOptions {
-  /** Token prefix, /^[a-z][a-z0-9]{0,15}$/ (default 'tat'). */
+  /** Token prefix of new tokens, /^[a-z][a-z0-9]{0,15}$/ (default 'tat'). */
   prefix?: string
+  /** Earlier prefixes whose tokens are still accepted (after `prefix` changed). Default none. */
+  acceptPrefixes?: readonly string[]
+  /** Where users are: the plugin's own table (default) or the app's (`appUsers({...})`). */
+  users?: UserSource
   /** scrypt parameters for new hashes (default N=2^17, r=8, p=1); older hashes are upgraded on login. */
   passwordParams?: Partial<PasswordParams>
   /** NOTIFY channel for revocations (default 'token_auth_revoked'). */
@@ -68,14 +78,18 @@ export interface TokenServiceOptions {
   passwordQueue?: number
 }
 
-/** A user in the service's answers: never the password hash. */
-export interface ServiceUser { id: number, username: string }
+/** A user in the service's answers: never the password hash. `username` is the login name. */
+export interface ServiceUser { id: UserId, username: string }
 
 export interface UserInfo extends ServiceUser {
   active: boolean
-  createdAt: Date
-  lastLoginAt: Date | null
+  /** The plugin's own users only. */
+  createdAt?: Date
+  lastLoginAt?: Date | null
 }
+
+/** A user: an id (a number), a login name (a string), or either said explicitly (uuid ids: `{ id }`). */
+export type UserRef = number | string | { id: UserId } | { username: string }
 
 export interface IssueTokenOptions {
   /** A name for the device or purpose (at most 200 characters, no control characters). */
@@ -108,6 +122,10 @@ export interface TokenInfo {
 }
 
 export type RevokeListener = (hashes: string[]) => void
+export type UserChangedListener = (userId: UserId) => void
+
+/** The NOTIFY payload announcing that a user changed (their cached tokens must be forgotten). */
+export const USER_CHANGED_PREFIX = 'user:'
 
 type Tx = Parameters<Parameters<TokenAuthDatabase['transaction']>[0]>[0]
 type Executor = TokenAuthDatabase | Tx
@@ -115,10 +133,16 @@ type Executor = TokenAuthDatabase | Tx
 export class TokenService {
   readonly db: TokenAuthDatabase
   readonly prefix: string
+  /** The prefix of new tokens first, then the earlier ones still accepted. */
+  readonly prefixes: readonly string[]
   readonly notifyChannel: string
   readonly passwordParams: PasswordParams
-  readonly #listeners = new Set<RevokeListener>()
+  readonly users: UserSource
+  readonly #tokens: TokensTable
+  readonly #revokeListeners = new Set<RevokeListener>()
+  readonly #userListeners = new Set<UserChangedListener>()
   readonly #kdf: KdfQueue
+  #dummyHash: string | undefined
 
   /**
    * @param database anything with a Drizzle `db` on the store's tables: the result of
@@ -130,8 +154,11 @@ export class TokenService {
     const o = serviceOptions(options, 'TokenService')
     this.db = database.db
     this.prefix = o.prefix
+    this.prefixes = Object.freeze([...new Set([o.prefix, ...o.acceptPrefixes])])
     this.notifyChannel = o.notifyChannel
     this.passwordParams = { ...o.passwordParams }
+    this.users = o.users ?? builtinUsers
+    this.#tokens = this.users.tokens
     this.#kdf = new KdfQueue({ concurrency: o.passwordConcurrency ?? defaultKdfConcurrency(), maxWaiting: o.passwordQueue })
   }
 
@@ -140,17 +167,25 @@ export class TokenService {
    * the revoking call resolves). Returns a function that removes the listener.
    */
   onRevoke (listener: RevokeListener): () => void {
-    this.#listeners.add(listener)
-    return () => { this.#listeners.delete(listener) }
+    this.#revokeListeners.add(listener)
+    return () => { this.#revokeListeners.delete(listener) }
   }
 
-  // ---- users ---------------------------------------------------------------------------------
+  /** Calls `listener(userId)` when `userChanged(userId)` is called in this service. */
+  onUserChanged (listener: UserChangedListener): () => void {
+    this.#userListeners.add(listener)
+    return () => { this.#userListeners.delete(listener) }
+  }
+
+  // ---- the plugin's own users ----------------------------------------------------------------
 
   /**
-   * Creates an active user. The username is stored normalized (NFKC, lower case).
-   * @throws UserExistsError, InvalidUsernameError, InvalidPasswordError
+   * Creates an active user in the plugin's users table. The username is stored normalized (NFKC,
+   * lower case).
+   * @throws UserExistsError, InvalidUsernameError, InvalidPasswordError, UsersOwnedByAppError
    */
   async createUser (username: string, password: string): Promise<ServiceUser> {
+    this.#builtinOnly('createUser')
     const name = normalizeUsername(username)
     const existing = await this.db.select({ id: users.id }).from(users).where(eq(users.username, name)).limit(1)
     if (existing.length > 0) throw new UserExistsError(name)
@@ -162,19 +197,12 @@ export class TokenService {
     return rows[0]
   }
 
-  /** Looks a user up by name or id (no password hash); null when there is none. */
-  async findUser (user: string | number): Promise<UserInfo | null> {
-    const rows = await this.db.select({
-      id: users.id, username: users.username, active: users.active, createdAt: users.createdAt, lastLoginAt: users.lastLoginAt
-    }).from(users).where(this.#userWhere(user)).limit(1)
-    return rows[0] ?? null
-  }
-
   /**
    * Replaces a user's password (existing tokens stay valid; call revokeAllTokens to end them).
-   * @throws UserNotFoundError, InvalidUsernameError, InvalidPasswordError
+   * @throws UserNotFoundError, InvalidUsernameError, InvalidPasswordError, UsersOwnedByAppError
    */
   async setPassword (username: string, password: string): Promise<void> {
+    this.#builtinOnly('setPassword')
     const name = normalizeUsername(username)
     const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
     const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.username, name)).returning({ id: users.id })
@@ -184,10 +212,12 @@ export class TokenService {
   /**
    * Marks the user inactive and deletes all their tokens, in one transaction (with the NOTIFY).
    * Returns the number of tokens revoked.
-   * @throws UserNotFoundError, InvalidUsernameError
+   * @throws UserNotFoundError, InvalidUsernameError, UsersOwnedByAppError
    */
-  async deactivateUser (username: string): Promise<{ id: number, revoked: number }> {
+  async deactivateUser (username: string): Promise<{ id: UserId, revoked: number }> {
+    this.#builtinOnly('deactivateUser')
     const name = normalizeUsername(username)
+    const tokens = this.#tokens
     const { id, hashes } = await this.db.transaction(async (tx) => {
       const rows = await tx.update(users).set({ active: false }).where(eq(users.username, name)).returning({ id: users.id })
       if (rows.length === 0) throw new UserNotFoundError(name)
@@ -200,59 +230,85 @@ export class TokenService {
     return { id, revoked: hashes.length }
   }
 
+  // ---- any users -----------------------------------------------------------------------------
+
+  /** Looks a user up by id or login name (no password hash); null when there is none. */
+  async findUser (user: UserRef): Promise<UserInfo | null> {
+    const src = this.users
+    const where = this.#userWhere(user)
+    if (where === undefined) return null
+    if (src.kind === 'builtin') {
+      const rows = await this.db.select({
+        id: users.id, username: users.username, active: users.active, createdAt: users.createdAt, lastLoginAt: users.lastLoginAt
+      }).from(users).where(where).limit(1)
+      return rows[0] ?? null
+    }
+    const rows = await this.db.select({ id: src.id, username: src.login, active: activeColumn(this.users) }).from(src.table).where(where).limit(1)
+    return (rows[0] as UserInfo | undefined) ?? null
+  }
+
   /**
-   * Checks a username and password. Unknown user, inactive user and wrong password all give null
-   * after the same scrypt work. On success: updates last_login_at, and rehashes the password when
-   * it was hashed with other parameters than the service's.
+   * Tells every process that a user changed (deactivated or deleted in the app's own table, say):
+   * their cached tokens are forgotten at once, here and (through NOTIFY) everywhere else, so the
+   * next request checks the user again. Deleting the user deletes their tokens (ON DELETE CASCADE).
+   */
+  async userChanged (userId: UserId): Promise<void> {
+    if (!isUserId(this.users, userId)) throw new UserNotFoundError(userId)
+    await this.db.execute(sql`select pg_notify(${this.notifyChannel}, ${USER_CHANGED_PREFIX + String(userId)})`)
+    for (const listener of [...this.#userListeners]) listener(userId)
+  }
+
+  /**
+   * Checks a login name and password. Unknown user, inactive user and wrong password all give null
+   * after the same password work. On success, for the plugin's own users: updates last_login_at, and
+   * rehashes the password when it was hashed with other parameters than the service's.
    */
   async verifyCredentials (username: string, password: string): Promise<ServiceUser | null> {
+    const src = this.users
     let name: string
     try {
-      name = normalizeUsername(username)
+      name = src.normalizeLogin(username)
     } catch {
-      await this.#kdf.run(() => dummyVerify(password, this.passwordParams))
+      await this.#dummyVerify(password)
       return null
     }
     const rows = await this.db.select({
-      id: users.id, username: users.username, passwordHash: users.passwordHash, active: users.active
-    }).from(users).where(eq(users.username, name)).limit(1)
-    const row = rows[0]
+      id: src.id, username: src.login, passwordHash: src.passwordHash, active: activeColumn(this.users)
+    }).from(src.table).where(eq(src.login, name)).limit(1)
+    const row = rows[0] as { id: UserId, username: string, passwordHash: string, active: boolean } | undefined
     if (row === undefined) {
-      await this.#kdf.run(() => dummyVerify(password, this.passwordParams))
+      await this.#dummyVerify(password)
       return null
     }
-    const ok = await this.#kdf.run(() => verifyPassword(password, row.passwordHash))
+    const ok = await this.#kdf.run(() => src.verifyPassword(password, row.passwordHash))
     if (!ok || !row.active) return null
-    const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
-    if (needsRehash(row.passwordHash, this.passwordParams)) {
-      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
-      // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
-      set.passwordHash = sql`case when ${users.passwordHash} = ${row.passwordHash} then ${fresh} else ${users.passwordHash} end`
-    }
-    await this.db.update(users).set(set).where(eq(users.id, row.id))
+    if (src.kind === 'builtin') await this.#afterBuiltinLogin(row.id as number, row.passwordHash, password)
     return { id: row.id, username: row.username }
   }
 
   // ---- tokens --------------------------------------------------------------------------------
 
   /**
-   * Issues a new token for an active user (by id or username). Only its SHA-256 is stored; the
-   * plain token is in the answer, once.
+   * Issues a new token for an active user. Only its SHA-256 is stored; the plain token is in the
+   * answer, once.
    * @throws UserNotFoundError, UserInactiveError, InvalidTokenOptionsError
    */
-  async issueToken (user: number | string, options: IssueTokenOptions = {}): Promise<IssuedToken> {
+  async issueToken (user: UserRef, options: IssueTokenOptions = {}): Promise<IssuedToken> {
     const name = checkName(options.name)
     const scopes = checkScopes(options.scopes)
     const expiresIn = checkExpiresIn(options.expiresIn)
     const where = this.#userWhere(user)
+    if (where === undefined) throw new UserNotFoundError(describeRef(user))
+    const src = this.users
+    const tokens = this.#tokens
     const token = generateToken(this.prefix)
     const row = await this.db.transaction(async (tx) => {
-      // FOR SHARE: a concurrent deactivateUser waits for this insert (and then deletes the token).
-      const found = await tx.select({ id: users.id, active: users.active }).from(users).where(where).limit(1).for('share')
-      if (found.length === 0) throw new UserNotFoundError(user)
-      if (!found[0].active) throw new UserInactiveError(user)
+      // FOR SHARE: a concurrent deactivation waits for this insert (and then deletes the token).
+      const found = await tx.select({ id: src.id, active: activeColumn(this.users) }).from(src.table).where(where).limit(1).for('share')
+      if (found.length === 0) throw new UserNotFoundError(describeRef(user))
+      if (found[0].active !== true) throw new UserInactiveError(describeRef(user))
       const inserted = await tx.insert(tokens).values({
-        userId: found[0].id,
+        userId: found[0].id as never,
         tokenHash: hashToken(token),
         hint: tokenHint(token),
         name,
@@ -265,12 +321,12 @@ export class TokenService {
   }
 
   /**
-   * A user's tokens (by username or id), oldest first, without secrets.
+   * A user's tokens, oldest first, without secrets.
    * @throws UserNotFoundError
    */
-  async listTokens (user: string | number): Promise<TokenInfo[]> {
-    const found = await this.db.select({ id: users.id }).from(users).where(this.#userWhere(user)).limit(1)
-    if (found.length === 0) throw new UserNotFoundError(user)
+  async listTokens (user: UserRef): Promise<TokenInfo[]> {
+    const id = await this.#resolveId(user)
+    const tokens = this.#tokens
     return await this.db.select({
       id: tokens.id,
       name: tokens.name,
@@ -279,32 +335,43 @@ export class TokenService {
       createdAt: tokens.createdAt,
       lastUsedAt: tokens.lastUsedAt,
       expiresAt: tokens.expiresAt
-    }).from(tokens).where(eq(tokens.userId, found[0].id)).orderBy(tokens.id)
+    }).from(tokens).where(eq(tokens.userId, id as never)).orderBy(tokens.id)
   }
 
   /**
    * Revokes (deletes) one token by id; with `userId`, only if it belongs to that user.
    * Resolves to false when there was no such token.
    */
-  async revokeToken (id: number, options: { userId?: number } = {}): Promise<boolean> {
-    const where = options.userId === undefined ? eq(tokens.id, id) : and(eq(tokens.id, id), eq(tokens.userId, options.userId))
+  async revokeToken (id: number, options: { userId?: UserId } = {}): Promise<boolean> {
+    const tokens = this.#tokens
+    if (!Number.isSafeInteger(id)) return false
+    if (options.userId !== undefined && !isUserId(this.users, options.userId)) return false
+    const where = options.userId === undefined ? eq(tokens.id, id) : and(eq(tokens.id, id), eq(tokens.userId, options.userId as never))
     return (await this.#revokeWhere(where)) > 0
   }
 
   /** Revokes (deletes) the token with this SHA-256 hex hash (see hashToken). */
   async revokeTokenByHash (tokenHash: string): Promise<boolean> {
-    return (await this.#revokeWhere(eq(tokens.tokenHash, tokenHash))) > 0
+    return (await this.#revokeWhere(eq(this.#tokens.tokenHash, tokenHash))) > 0
   }
 
-  /** Revokes (deletes) every token of a user (by id or username); resolves to the count. */
-  async revokeAllTokens (user: number | string): Promise<number> {
-    if (typeof user === 'number') return await this.#revokeWhere(eq(tokens.userId, user))
-    const name = normalizeUsername(user)
-    return await this.#revokeWhere(inArray(tokens.userId, this.db.select({ id: users.id }).from(users).where(eq(users.username, name))))
+  /** Revokes (deletes) every token of a user; resolves to the count (0 for an unknown user). */
+  async revokeAllTokens (user: UserRef): Promise<number> {
+    const tokens = this.#tokens
+    if (typeof user === 'object' && 'id' in user) {
+      if (!isUserId(this.users, user.id)) return 0
+      return await this.#revokeWhere(eq(tokens.userId, user.id as never))
+    }
+    if (typeof user === 'number') return await this.#revokeWhere(eq(tokens.userId, user as never))
+    const where = this.#userWhere(user)
+    if (where === undefined) return 0
+    const src = this.users
+    return await this.#revokeWhere(inArray(tokens.userId, this.db.select({ id: src.id }).from(src.table).where(where)))
   }
 
   /** Deletes expired tokens (expires_at <= now()), in batches; resolves to the count. */
   async pruneExpired (): Promise<number> {
+    const tokens = this.#tokens
     let total = 0
     for (;;) {
       const batch = this.db.select({ id: tokens.id }).from(tokens).where(lte(tokens.expiresAt, sql`now()`)).limit(PRUNE_BATCH)
@@ -319,6 +386,7 @@ export class TokenService {
    * updates; deleted ids are ignored).
    */
   async touchTokens (ids: readonly number[]): Promise<void> {
+    const tokens = this.#tokens
     for (let i = 0; i < ids.length; i += TOUCH_BATCH) {
       const slice = ids.slice(i, i + TOUCH_BATCH)
       await this.db.update(tokens).set({ lastUsedAt: sql`now()` }).where(inArray(tokens.id, slice))
@@ -327,15 +395,58 @@ export class TokenService {
 
   // ---- internals -----------------------------------------------------------------------------
 
-  #userWhere (user: string | number): SQL {
-    if (typeof user === 'number') {
-      if (!Number.isSafeInteger(user)) throw new UserNotFoundError(user)
-      return eq(users.id, user)
+  #builtinOnly (method: string): void {
+    if (this.users.kind !== 'builtin') throw new UsersOwnedByAppError(method)
+  }
+
+  /** The condition selecting the user, or undefined when `user` cannot name one (no query needed). */
+  #userWhere (user: UserRef): SQL | undefined {
+    const src = this.users
+    if (typeof user === 'object' && user !== null && 'id' in user) return isUserId(src, user.id) ? eq(src.id, user.id) : undefined
+    if (typeof user === 'number') return isUserId(src, user) ? eq(src.id, user) : undefined
+    const name = typeof user === 'object' && user !== null ? user.username : user
+    return eq(src.login, src.normalizeLogin(name))
+  }
+
+  async #resolveId (user: UserRef): Promise<UserId> {
+    const where = this.#userWhere(user)
+    const src = this.users
+    const found = where === undefined ? [] : await this.db.select({ id: src.id }).from(src.table).where(where).limit(1)
+    if (found.length === 0) throw new UserNotFoundError(describeRef(user))
+    return found[0].id as UserId
+  }
+
+  /** The work of a password check against a hash of the right cost, for a user who does not exist. */
+  async #dummyVerify (password: string): Promise<void> {
+    if (this.users.kind === 'builtin') {
+      await this.#kdf.run(() => dummyVerify(password, this.passwordParams))
+      return
     }
-    return eq(users.username, normalizeUsername(user))
+    // The app's hashes: verify against one of them (its cost is the app's), the answer thrown away.
+    const hash = this.#dummyHash ?? await this.#readDummyHash()
+    if (hash !== undefined) await this.#kdf.run(() => this.users.verifyPassword(password, hash))
+  }
+
+  async #readDummyHash (): Promise<string | undefined> {
+    const src = this.users
+    const rows = await this.db.select({ hash: src.passwordHash }).from(src.table).limit(1)
+    const hash = rows[0]?.hash
+    if (typeof hash === 'string' && hash !== '') this.#dummyHash = hash
+    return this.#dummyHash
+  }
+
+  async #afterBuiltinLogin (id: number, stored: string, password: string): Promise<void> {
+    const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
+    if (needsRehash(stored, this.passwordParams)) {
+      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
+      // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
+      set.passwordHash = sql`case when ${users.passwordHash} = ${stored} then ${fresh} else ${users.passwordHash} end`
+    }
+    await this.db.update(users).set(set).where(eq(users.id, id))
   }
 
   async #revokeWhere (where: SQL | undefined): Promise<number> {
+    const tokens = this.#tokens
     const hashes = await this.db.transaction(async (tx) => {
       const deleted = await tx.delete(tokens).where(where).returning({ tokenHash: tokens.tokenHash })
       const hashes = deleted.map((r) => r.tokenHash)
@@ -351,9 +462,9 @@ export class TokenService {
   }
 
   #emit (hashes: string[]): void {
-    if (hashes.length === 0 || this.#listeners.size === 0) return
+    if (hashes.length === 0 || this.#revokeListeners.size === 0) return
     const errors: unknown[] = []
-    for (const listener of [...this.#listeners]) {
+    for (const listener of [...this.#revokeListeners]) {
       try {
         listener(hashes)
       } catch (err) {
@@ -364,6 +475,11 @@ export class TokenService {
       throw new AggregateError(errors, 'fastify-token-auth: the tokens were revoked, but an onRevoke listener threw')
     }
   }
+}
+
+function describeRef (user: UserRef): string | number {
+  if (typeof user === 'object' && user !== null) return 'id' in user ? user.id : user.username
+  return user
 }
 
 function checkName (name: string | undefined): string {
