@@ -14,6 +14,7 @@ import { createResolver, type ResolverContext } from './resolver.js'
 import { routeConfigHook } from './route-config.js'
 import { createStoreCall } from './routes/context.js'
 import { registerRoutes } from './routes/plugin.js'
+import { checkStore } from './store/check.js'
 import { TokenService } from './store/service.js'
 import type { TokenAuthDecorator, TokenAuthOptions } from './types.js'
 import { optionError } from './validate.js'
@@ -22,7 +23,7 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
   const o = resolveOptions(opts)
   checkDecorators(fastify, o)
 
-  const store = o.database === undefined ? undefined : createStore(o, o.database)
+  const store = o.database === undefined ? undefined : await openStore(o, o.database)
   const decorator: TokenAuthDecorator = Object.freeze({ service: store?.service ?? null, provider: store?.provider ?? null })
   // The database provider goes first: its format check refuses any other token synchronously and
   // without a query, while a secret list would hash every database token before passing it on.
@@ -66,8 +67,10 @@ function checkDecorators (fastify: FastifyInstance, o: ResolvedOptions): void {
   }
 }
 
-function createStore (o: ResolvedOptions, database: NonNullable<ResolvedOptions['database']>): { service: TokenService, provider: DrizzleTokenAuthProvider } {
+/** The service, then (once the database is known to hold what it needs) the provider, which LISTENs. */
+async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOptions['database']>): Promise<{ service: TokenService, provider: DrizzleTokenAuthProvider }> {
   const service = new TokenService(database, o.service)
+  await checkStore(service.db, service.users, database.url)
   const provider = new DrizzleTokenAuthProvider({
     ...o.drizzle,
     db: database.db,

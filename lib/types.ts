@@ -12,7 +12,7 @@ export interface TokenAuthOptions {
   provider?: TokenAuthProvider | readonly TokenAuthProvider[]
   /** The token store (`createDatabase()`'s result, migrated). Enables the database provider, the
    * TokenService (`fastify.tokenAuth.service`) and the /login and /logout routes. */
-  database?: { db: TokenAuthDatabase, listen?: ListenFn }
+  database?: { db: TokenAuthDatabase, listen?: ListenFn, url?: string }
   /** Options of the default DrizzleTokenAuthProvider (cache, lastUsedInterval, queryTimeout). */
   drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'service' | 'prefix' | 'notifyChannel'>
   /** Options of the TokenService made on `database` (token prefix, scrypt parameters, NOTIFY channel). */

@@ -154,7 +154,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
       const now = Date.now()
       const row = rows[0]
       if (row === undefined || !row.active || (row.expiresAt !== null && row.expiresAt.getTime() <= now)) {
-        this.#cache.setUnknown(hash)
+        // An inactive user's token is remembered with the user, so that userChanged() forgets it too.
+        if (epoch === this.#cache.epoch) this.#cache.setUnknown(hash, row === undefined || row.active ? '' : String(row.userId))
         return null
       }
       const user = Object.freeze({ ...row.user, tokenId: row.tokenId, scopes: Object.freeze(row.scopes) })

@@ -39,7 +39,8 @@ export interface CachedToken {
  */
 export class TokenCache {
   readonly #good: LRUCache<string, CachedToken> | undefined
-  readonly #unknown: LRUCache<string, true> | undefined
+  /** Unknown tokens; the value is the user's id when the token exists but its user may not use it. */
+  readonly #unknown: LRUCache<string, string> | undefined
   readonly #ttl: number
   epoch = 0
 
@@ -59,7 +60,7 @@ export class TokenCache {
   get (hash: string): CachedToken | null | undefined {
     const hit = this.#good?.get(hash)
     if (hit !== undefined) return hit
-    return this.#unknown?.get(hash) === true ? null : undefined
+    return this.#unknown?.get(hash) !== undefined ? null : undefined
   }
 
   set (hash: string, entry: CachedToken, now: number): void {
@@ -69,8 +70,9 @@ export class TokenCache {
     if (ttl > 0) this.#good.set(hash, entry, { ttl })
   }
 
-  setUnknown (hash: string): void {
-    this.#unknown?.set(hash, true)
+  /** Remembers a token as unknown; `userKey`: it exists, but its user (this id) is inactive. */
+  setUnknown (hash: string, userKey = ''): void {
+    this.#unknown?.set(hash, userKey)
   }
 
   invalidate (hashes: Iterable<string>): void {
@@ -84,9 +86,12 @@ export class TokenCache {
   /** Forgets every good token of the user with this id (as a string). */
   invalidateUser (userKey: string): void {
     this.epoch++
-    if (this.#good === undefined) return
-    for (const [hash, entry] of this.#good.entries()) {
-      if (entry.userKey === userKey) this.#good.delete(hash)
+    if (this.#good !== undefined) {
+      for (const [hash, entry] of this.#good.entries()) if (entry.userKey === userKey) this.#good.delete(hash)
+    }
+    // An inactive user's tokens too: the user may be active again.
+    if (this.#unknown !== undefined) {
+      for (const [hash, key] of this.#unknown.entries()) if (key === userKey) this.#unknown.delete(hash)
     }
   }
 

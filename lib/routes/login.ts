@@ -160,7 +160,7 @@ export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: str
           request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
           throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
         }
-        const issuing = service.issueToken(user.id, {
+        const issuing = service.issueToken({ id: user.id }, {
           name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
           scopes: o.tokenScopes,
           expiresIn: o.tokenExpiresIn

@@ -5,7 +5,7 @@
 
 export type TokenServiceErrorCode =
   | 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS' | 'INVALID_USERNAME'
-  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP'
+  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP' | 'STORE_NOT_READY' | 'MIGRATIONS_NOT_OURS'
 
 export class TokenServiceError extends Error {
   readonly code: TokenServiceErrorCode
@@ -84,5 +84,21 @@ export class EmbeddedDatabaseBusyError extends TokenServiceError {
       'or set DATABASE_URL to use a PostgreSQL server')
     this.dataDir = dataDir
     this.pid = pid
+  }
+}
+
+/** The database cannot be used yet: unreachable, the login refused, a table or column missing. One line. */
+export class StoreNotReadyError extends TokenServiceError {
+  constructor (message: string) {
+    super('STORE_NOT_READY', message)
+  }
+}
+
+/** migrate() on tables that the app's own drizzle-kit migrations made (and keep up to date). */
+export class MigrationsNotOursError extends TokenServiceError {
+  constructor () {
+    super('MIGRATIONS_NOT_OURS', 'the token tables exist but were not made by fastify-token-auth\'s migrations ' +
+      '(drizzle.__token_auth_migrations is empty): they are your app\'s, kept up to date by your drizzle-kit migrations; ' +
+      'do not run fastify-token-auth migrate on this database')
   }
 }

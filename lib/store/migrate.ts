@@ -4,11 +4,14 @@
  * Drizzle journal (see drizzle.config.ts).
  */
 import { fileURLToPath } from 'node:url'
+import { sql } from 'drizzle-orm'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
-import type { Database } from './database.js'
+import { startupError } from './check.js'
+import type { Database, TokenAuthDatabase } from './database.js'
+import { MigrationsNotOursError } from './errors.js'
 
 /** Where the generated SQL lives: <package>/drizzle, from lib/store (tsx) and dist/store alike. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle/', import.meta.url))
@@ -20,26 +23,50 @@ const MIGRATE_LOCK_KEY = 0x746f6b61757468n
 /**
  * Applies the migrations in drizzle/ (idempotent: applied ones are recorded in
  * drizzle.__token_auth_migrations). On PostgreSQL, concurrent calls from several processes are
- * serialized with an advisory lock.
+ * serialized with an advisory lock. Refuses tables that an app's own drizzle-kit migrations made
+ * (MigrationsNotOursError), and reports a database it cannot use in one line (StoreNotReadyError).
  */
 export async function migrate (database: Pick<Database, 'db' | 'kind' | 'url'>): Promise<void> {
   const config = { migrationsFolder: MIGRATIONS_FOLDER, migrationsSchema: MIGRATIONS_SCHEMA, migrationsTable: MIGRATIONS_TABLE }
-  if (database.kind === 'pglite') {
-    await migratePglite(database.db as never, config)
-    return
-  }
-  if (database.url === undefined) {
-    // A caller-built drizzle db without its URL: no advisory lock.
-    await migratePostgres(database.db as never, config)
-    return
-  }
-  // One dedicated connection: the session-level advisory lock and the migrator's transaction share it.
-  const client = postgres(database.url, { max: 1, onnotice: () => {} })
   try {
-    await client`select pg_advisory_lock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
-    await migratePostgres(drizzlePostgres(client), config)
-  } finally {
-    // Ending the session releases the advisory lock.
-    await client.end({ timeout: 5 })
+    if (database.kind === 'pglite') {
+      await refuseForeignTables(database.db)
+      await migratePglite(database.db as never, config)
+      return
+    }
+    if (database.url === undefined) {
+      // A caller-built drizzle db without its URL: no advisory lock.
+      await refuseForeignTables(database.db)
+      await migratePostgres(database.db as never, config)
+      return
+    }
+    // One dedicated connection: the session-level advisory lock and the migrator's transaction share it.
+    const client = postgres(database.url, { max: 1, onnotice: () => {} })
+    try {
+      await client`select pg_advisory_lock(${MIGRATE_LOCK_KEY.toString()}::bigint)`
+      const db = drizzlePostgres(client)
+      await refuseForeignTables(db as unknown as TokenAuthDatabase)
+      await migratePostgres(db, config)
+    } finally {
+      // Ending the session releases the advisory lock.
+      await client.end({ timeout: 5 })
+    }
+  } catch (err) {
+    throw startupError(err, database.url)
   }
+}
+
+/** The plugin's tables with no journal of the plugin's migrations: the app's own migrations made them. */
+async function refuseForeignTables (db: TokenAuthDatabase): Promise<void> {
+  const result = await db.execute(sql`select
+    to_regclass('public.token_auth_tokens') is not null as tokens,
+    to_regclass(${MIGRATIONS_SCHEMA + '.' + MIGRATIONS_TABLE}) is not null as journal`)
+  const [row] = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ tokens: boolean, journal: boolean }>
+  if (!row.tokens) return
+  if (row.journal) {
+    const applied = await db.execute(sql.raw(`select count(*)::int as n from ${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`))
+    const [{ n }] = (Array.isArray(applied) ? applied : (applied as { rows: unknown[] }).rows) as Array<{ n: number }>
+    if (n > 0) return
+  }
+  throw new MigrationsNotOursError()
 }
