@@ -4,7 +4,8 @@
 import { existsSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
 import t from 'tap'
-import { freshDatabase, requirePostgres } from './helpers/db.js'
+import { applySchema, insertUser, uuidSchema } from './helpers/app-schema.js'
+import { freshDatabase, query, requirePostgres } from './helpers/db.js'
 import { cli, cliInProcess, scenario, tempDir, TOKEN_RE, type Result, type Target } from './helpers/cli.js'
 
 t.test('usage errors and help (no database is opened)', async (t) => {
@@ -13,7 +14,7 @@ t.test('usage errors and help (no database is opened)', async (t) => {
   let r = await run(['--help'])
   t.equal(r.code, 0)
   t.match(r.stdout, /^Usage: fastify-token-auth <command> \[options\]/)
-  for (const cmd of ['migrate', 'user create <username>', 'user deactivate <username>', 'token create <username>', 'token list <username>', 'token revoke <id>', 'token prune']) {
+  for (const cmd of ['migrate', 'user create <username>', 'user deactivate <username>', 'token create <user>', 'token list <user>', 'token revoke <id>', 'token prune']) {
     t.ok(r.stdout.includes(cmd), `help lists ${cmd}`)
   }
   r = await run(['--version'])
@@ -25,7 +26,9 @@ t.test('usage errors and help (no database is opened)', async (t) => {
     [['frobnicate'], /unknown command "frobnicate"/],
     [['user'], /"user" needs a subcommand/],
     [['user', 'rename', 'a'], /unknown command "user rename"/],
-    [['token', 'create'], /token create: missing <username>/],
+    [['token', 'create'], /token create: missing <user>/],
+    [['token', 'create', 'abc', '--id'], /with --id, <user> is the user's id \(a whole number here\), got "abc"/],
+    [['token', 'list', 'bob', '--prefix', 'x'], /token list does not take --prefix/],
     [['user', 'create', 'bob', 'hunter2'], /user create: unexpected argument "hunter2"/],
     [['user', 'create', 'bob', '--password', 'hunter2'], /Unknown option '--password'/],
     [['token', 'create', 'bob', '--json'], /token create does not take --json/],
@@ -132,4 +135,46 @@ t.test('the bin, as a process of its own, on PostgreSQL', async (t) => {
   t.match(r.stdout, /^tat_[0-9A-Za-z]{36}\n$/)
   t.match(r.stdout.trim(), TOKEN_RE)
   t.equal(r.stderr, '')
+})
+
+t.test('the app\'s own users through the config module; --prefix and TOKEN_AUTH_PREFIX', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, database } = await freshDatabase(t, { migrate: false })
+  const schema = uuidSchema()
+  await applySchema(database, schema)
+  const id = await insertUser(database, schema, 'ada@example.com', 'pw')
+  const cwd = t.testdir({}) // inside the project, so that the config module finds drizzle-orm
+  const lib = (file: string): string => JSON.stringify(new URL(`../lib/${file}`, import.meta.url).href)
+  writeFileSync(path.join(cwd, 'token-auth.config.mjs'), `
+    import { isNull } from 'drizzle-orm'
+    import { pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+    import { appUsers } from ${lib('users/app-users.ts')}
+    import { tokenAuthTables } from ${lib('store/schema.ts')}
+    const users = pgTable('users', { id: uuid('id').primaryKey().defaultRandom(), email: text('email').notNull().unique(),
+      passwordHash: text('password_hash').notNull(), disabledAt: timestamp('disabled_at', { withTimezone: true }) })
+    const { tokens } = tokenAuthTables(users.id)
+    export default { service: { prefix: 'acme', users: appUsers({ table: users, tokens, login: users.email, passwordHash: users.passwordHash,
+      verifyPassword: async () => false, active: isNull(users.disabledAt) }) } }
+  `)
+  const env = { DATABASE_URL: url, TOKEN_AUTH_CONFIG: 'token-auth.config.mjs' }
+  let r = await cliInProcess(['token', 'create', 'ada@example.com', '--name', 'ci'], { cwd, env })
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^acme_[0-9A-Za-z]{36}\n$/, 'a token for the app\'s user, with the config\'s prefix')
+  const rows = await query<{ user_id: string, name: string }>(database, 'select user_id, name from token_auth_tokens')
+  t.same(rows, [{ user_id: id, name: 'ci' }])
+  r = await cliInProcess(['token', 'create', String(id), '--id', '--prefix', 'next'], { cwd, env })
+  t.match(r.stdout, /^next_[0-9A-Za-z]{36}\n$/, '--id: by the user\'s id; --prefix wins over the config')
+  r = await cliInProcess(['token', 'create', 'ada@example.com'], { cwd, env: { ...env, TOKEN_AUTH_PREFIX: 'envp' } })
+  t.match(r.stdout, /^envp_[0-9A-Za-z]{36}\n$/, 'TOKEN_AUTH_PREFIX')
+  r = await cliInProcess(['token', 'create', 'ada@example.com', '--prefix', 'Bad-Prefix'], { cwd, env })
+  t.equal(r.code, 2)
+  t.match(r.stderr, /--prefix \(or TOKEN_AUTH_PREFIX\) must be a token prefix, .*got "Bad-Prefix"/)
+  r = await cliInProcess(['token', 'list', 'ada@example.com', '--json'], { cwd, env })
+  t.same(JSON.parse(r.stdout).map((tok: { hint: string }) => tok.hint.split('_')[0]), ['acme', 'next', 'envp'])
+  r = await cliInProcess(['user', 'create', 'bob@example.com'], { cwd, env, input: 'pw\n' })
+  t.equal(r.code, 1)
+  t.match(r.stderr, /createUser: the users are the app's own/)
+  r = await cliInProcess(['token', 'create', 'nobody@example.com'], { cwd, env })
+  t.equal(r.code, 1)
+  t.match(r.stderr, /user "nobody@example\.com" does not exist/)
 })

@@ -5,12 +5,14 @@
 import { migrate } from '../store/migrate.js'
 import type { Database } from '../store/database.js'
 import { UserExistsError, UserNotFoundError } from '../store/errors.js'
-import { MAX_EXPIRES_IN, type TokenInfo, type TokenService } from '../store/service.js'
+import { MAX_EXPIRES_IN, type TokenInfo, type TokenService, type UserRef } from '../store/service.js'
 import { normalizeUsername } from '../store/usernames.js'
 import { CliError, UsageError } from './errors.js'
 
 export interface Context {
   service: TokenService
+  /** The `<user>` argument as the service takes it: a login name, or with --id, an id. */
+  user: (arg: string) => UserRef
   database: Database
   out: (line: string) => void
   /** Reads the password for a user (a prompt on a terminal, else the first line of stdin). */
@@ -68,14 +70,14 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     }
   },
   'token create': {
-    args: ['username'],
-    options: ['name', 'scopes', 'expires-in'],
+    args: ['user'],
+    options: ['name', 'scopes', 'expires-in', 'id', 'prefix'],
     check (_args, values) {
       if (values['expires-in'] !== undefined) parseExpiresIn(values['expires-in'] as string)
       if (values.scopes !== undefined) parseScopes(values.scopes as string)
     },
-    async run ({ service, out }, [username], values) {
-      const issued = await service.issueToken(username, {
+    async run ({ service, out, user }, [arg], values) {
+      const issued = await service.issueToken(user(arg), {
         name: values.name as string | undefined,
         scopes: values.scopes === undefined ? undefined : parseScopes(values.scopes as string),
         expiresIn: values['expires-in'] === undefined ? undefined : parseExpiresIn(values['expires-in'] as string)
@@ -84,10 +86,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     }
   },
   'token list': {
-    args: ['username'],
-    options: ['json'],
-    async run ({ service, out }, [username], values) {
-      const list = await service.listTokens(username)
+    args: ['user'],
+    options: ['json', 'id'],
+    async run ({ service, out, user }, [arg], values) {
+      const list = await service.listTokens(user(arg))
       out(values.json === true ? JSON.stringify(list.map(tokenJson), null, 2) : tokenTable(list))
     }
   },
@@ -130,6 +132,12 @@ export function parseExpiresIn (text: string): number {
   if (!Number.isSafeInteger(n) || n < 1 || n > MAX_EXPIRES_IN) {
     throw new UsageError(`--expires-in must be a whole number of seconds from 1 to ${MAX_EXPIRES_IN}, got ${JSON.stringify(text)}`)
   }
+  return n
+}
+
+export function parseUserId (text: string): number {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN
+  if (!Number.isSafeInteger(n)) throw new UsageError(`with --id, <user> is the user's id (a whole number here), got ${JSON.stringify(text)}`)
   return n
 }
 

@@ -20,9 +20,12 @@ import {
   EmbeddedDatabaseBusyError, InvalidTokenOptionsError, InvalidUsernameError, TokenServiceError
 } from '../store/errors.js'
 import { migrate } from '../store/migrate.js'
-import { serviceOptions, TokenService } from '../store/service.js'
+import { serviceOptions, TokenService, type UserRef } from '../store/service.js'
+import { builtinUsers } from '../users/builtin.js'
+import type { UserSource } from '../users/user-source.js'
+import { PREFIX_RE } from '../store/token-format.js'
 import { normalizeUsername } from '../store/usernames.js'
-import { COMMANDS, type Values } from './commands.js'
+import { COMMANDS, parseUserId, type Values } from './commands.js'
 import { loadConfig } from './config.js'
 import { CliError, UsageError } from './errors.js'
 import { readPassword } from './prompt.js'
@@ -39,13 +42,17 @@ Commands:
                                   without echo on a terminal, else the first line of the input
   user password <username>        Set a user's password (read like user create's)
   user deactivate <username>      Deactivate a user and revoke all their tokens
-  token create <username>         Issue a token and print it, alone, on stdout
+  token create <user>             Issue a token and print it, alone, on stdout
       --name <name>                 a name for the device or purpose
       --scopes <a,b,...>            scopes the token carries
       --expires-in <seconds>        lifetime in seconds (default: never expires)
-  token list <username> [--json]  List a user's tokens (id, name, hint, dates; no secrets)
+      --prefix <prefix>             the token's prefix (default: the config's, or TOKEN_AUTH_PREFIX, or tat)
+  token list <user> [--json]      List a user's tokens (id, name, hint, dates; no secrets)
   token revoke <id>               Revoke one token by id
   token prune                     Delete every expired token
+
+<user> is a login name (a username, or with the app's own users its login column, e.g. an
+email); with --id, the user's id instead. The user commands are for the plugin's own users only.
 
 Options:
   --config <file>     the app's token-auth config module (default export: the plugin's options,
@@ -94,13 +101,15 @@ function parse (argv: string[]) {
       name: { type: 'string' },
       scopes: { type: 'string' },
       'expires-in': { type: 'string' },
-      json: { type: 'boolean' }
+      json: { type: 'boolean' },
+      id: { type: 'boolean' },
+      prefix: { type: 'string' }
     }
   })
 }
 
 /** The command named by the first positional words, and its arguments; UsageError otherwise. */
-function findCommand (positionals: string[], values: Values): { key: string, args: string[] } {
+function findCommand (positionals: string[], values: Values, users: UserSource): { key: string, args: string[] } {
   if (positionals.length === 0) throw new UsageError('no command given')
   if (!['migrate', 'user', 'token'].includes(positionals[0])) throw new UsageError(`unknown command ${JSON.stringify(positionals[0])}`)
   const words = positionals[0] === 'migrate' ? 1 : 2
@@ -117,6 +126,8 @@ function findCommand (positionals: string[], values: Values): { key: string, arg
   }
   // Validate what can be validated before touching the database.
   if (command.args[0] === 'username') normalizeUsername(args[0])
+  if (command.args[0] === 'user' && values.id !== true) users.normalizeLogin(args[0])
+  if (command.args[0] === 'user' && values.id === true && users.idKind === 'number') parseUserId(args[0])
   command.check?.(args, values)
   return { key, args }
 }
@@ -194,12 +205,18 @@ export async function main (argv: string[], io: Partial<CliIo> = {}): Promise<nu
       out(version())
       return 0
     }
-    const { key, args } = findCommand(positionals, values)
     const config = await loadConfig(values.config ?? env.TOKEN_AUTH_CONFIG, cwd)
-    const options = serviceOptions(config.service, 'service')
+    const prefix = values.prefix ?? (env.TOKEN_AUTH_PREFIX === '' ? undefined : env.TOKEN_AUTH_PREFIX)
+    if (prefix !== undefined && !PREFIX_RE.test(prefix)) {
+      throw new UsageError(`--prefix (or TOKEN_AUTH_PREFIX) must be a token prefix, a lowercase letter then up to 15 lowercase letters or digits, got ${JSON.stringify(prefix)}`)
+    }
+    const options = serviceOptions({ ...config.service, ...(prefix === undefined ? {} : { prefix }) }, 'service')
+    const users = options.users ?? builtinUsers
+    const { key, args } = findCommand(positionals, values, users)
     database = await openDatabase(env, cwd, values['data-dir'])
     const service = new TokenService(database, options)
-    await COMMANDS[key].run({ service, database, out, readPassword: (username) => readPassword(stdin, stderr, username, BIN) }, args, values)
+    const user = (arg: string): UserRef => values.id === true ? { id: users.idKind === 'number' ? parseUserId(arg) : arg } : arg
+    await COMMANDS[key].run({ service, database, out, user, readPassword: (username) => readPassword(stdin, stderr, username, BIN) }, args, values)
     return 0
   } catch (e) {
     const { message, code, usage } = report(e)
