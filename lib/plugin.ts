@@ -76,7 +76,6 @@ async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOpti
     db: database.db,
     listen: database.listen,
     service,
-    prefix: service.prefix,
     notifyChannel: service.notifyChannel
   })
   return { service, provider }
