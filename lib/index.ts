@@ -4,7 +4,7 @@ import tokenAuth from './plugin.js'
 export default tokenAuth
 export { tokenAuth }
 export type {
-  TokenAuthOptions, TokenAuthRouteConfig, TokenAuthDecorator, TokenAuthDecoratorNames, TokenAuthRequestDecorators, TokenAuthInstanceDecorators
+  TokenAuthOptions, TokenAuthConfig, TokenAuthRouteConfig, TokenAuthDecorator, TokenAuthDecoratorNames, TokenAuthRequestDecorators, TokenAuthInstanceDecorators
 } from './types.js'
 
 // Providers
@@ -20,17 +20,22 @@ export type { TokenCacheOptions } from './providers/token-cache.js'
 export { createDatabase, ping } from './store/database.js'
 export type { Database, TokenAuthDatabase, CreateDatabaseOptions, ListenFn } from './store/database.js'
 export { migrate, MIGRATIONS_FOLDER } from './store/migrate.js'
-export { users, tokens } from './store/schema.js'
+export { users, tokens, tokenAuthTables } from './store/schema.js'
+export type { TokensTable } from './store/schema.js'
+export { appUsers } from './users/app-users.js'
+export type { AppUsersOptions } from './users/app-users.js'
+export type { UserSource, UserId } from './users/user-source.js'
 export { normalizeUsername } from './store/usernames.js'
 export { TokenService, MAX_EXPIRES_IN } from './store/service.js'
-export type { TokenServiceOptions, ServiceUser, UserInfo, IssueTokenOptions, IssuedToken, TokenInfo } from './store/service.js'
+export type { TokenServiceOptions, ServiceUser, UserInfo, UserRef, IssueTokenOptions, IssuedToken, TokenInfo } from './store/service.js'
+export { checkStore } from './store/check.js'
 export { DEFAULT_NOTIFY_CHANNEL } from './store/notify.js'
 export { generateToken, checkTokenFormat, hashToken, tokenHint, DEFAULT_TOKEN_PREFIX } from './store/token-format.js'
 export { hashPassword, verifyPassword, needsRehash, DEFAULT_PASSWORD_PARAMS } from './store/passwords.js'
 export type { PasswordParams } from './store/passwords.js'
 export {
   TokenServiceError, UserExistsError, UserNotFoundError, UserInactiveError, InvalidTokenOptionsError, InvalidUsernameError,
-  InvalidPasswordError, KdfBusyError, EmbeddedDatabaseBusyError
+  InvalidPasswordError, KdfBusyError, EmbeddedDatabaseBusyError, UsersOwnedByAppError, StoreNotReadyError, MigrationsNotOursError
 } from './store/errors.js'
 export type { TokenServiceErrorCode } from './store/errors.js'
 

@@ -31,6 +31,15 @@ export interface TokenAuthOptions {
   retryAfter?: number
 }
 
+/**
+ * The options an app shares between the plugin and the CLI: a module whose default export is this,
+ * spread into the plugin's options (`{ database, ...config }`) and given to `fastify-token-auth --config`.
+ */
+export interface TokenAuthConfig {
+  /** The TokenService's options: the token prefix, the password cost, the app's own users. */
+  service?: TokenServiceOptions
+}
+
 /** Per-route settings, under the route's `config.tokenAuth`. */
 export type TokenAuthRouteConfig = false | {
   /** The token must carry every one of these scopes (403 insufficient_scope otherwise). */

@@ -8,13 +8,11 @@
 //   fastify-token-auth --config token-auth.config.js ...         // the CLI (or TOKEN_AUTH_CONFIG)
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import type { TokenServiceOptions } from '../store/service.js'
+import type { TokenAuthConfig } from '../types.js'
 import { isPlainObject } from '../validate.js'
 import { CliError } from './errors.js'
 
-export interface CliConfig {
-  service?: TokenServiceOptions
-}
+export type CliConfig = TokenAuthConfig
 
 /** The config module's default export (or `{}` without one). Its options are checked by the service. */
 export async function loadConfig (file: string | undefined, cwd: string): Promise<CliConfig> {
