@@ -51,6 +51,13 @@ export interface Cluster {
 
 export class PgClusterError extends Error {
   override name = 'PgClusterError'
+  /** 'ENOPGBIN' when the PostgreSQL binaries are not installed. */
+  code: string | undefined
+
+  constructor (message: string, code?: string) {
+    super(message)
+    this.code = code
+  }
 }
 
 const IS_ROOT = process.getuid?.() === 0
@@ -76,7 +83,7 @@ function pg (program: string, args: string[], opts: { cwd: string, logFile?: str
   const bin = pgBinDir()
   const file = bin === '' ? program : path.join(bin, program)
   const notFound = `PostgreSQL binaries not found (install PostgreSQL, or set PG_BIN to their directory; looked in ${bin === '' ? 'PATH' : bin})`
-  if (bin !== '' && !existsSync(file)) return Promise.reject(new PgClusterError(`pg-cluster: ${notFound}`))
+  if (bin !== '' && !existsSync(file)) return Promise.reject(new PgClusterError(`pg-cluster: ${notFound}`, 'ENOPGBIN'))
   const [cmd, argv] = IS_ROOT ? ['runuser', ['-u', 'postgres', '--', file, ...args]] : [file, args]
   return new Promise((resolve, reject) => {
     // With inheritOutput the postmaster writes to our stderr (fd 2) for as long as it runs.
@@ -85,15 +92,16 @@ function pg (program: string, args: string[], opts: { cwd: string, logFile?: str
     child.stdout?.on('data', (d) => { out += d })
     child.stderr?.on('data', (d) => { out += d })
     child.on('error', (err) => {
-      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' && !IS_ROOT ? notFound : err.message
-      reject(new PgClusterError(`pg-cluster: cannot run ${file}: ${why}`))
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT' && !IS_ROOT
+      reject(new PgClusterError(`pg-cluster: cannot run ${file}: ${missing ? notFound : err.message}`, missing ? 'ENOPGBIN' : undefined))
     })
     child.on('close', (code) => {
       if (code === 0) return resolve(out)
       let msg = `pg-cluster: \`${program} ${args.join(' ')}\` failed (exit ${code})`
       if (tail(out) !== '') msg += `:\n${tail(out)}`
       if (opts.logFile !== undefined && existsSync(opts.logFile)) msg += `\n--- ${path.basename(opts.logFile)}:\n${tail(readFileSync(opts.logFile, 'utf8'))}`
-      reject(new PgClusterError(msg))
+      // runuser's own words when the program is not on PATH
+      reject(new PgClusterError(msg, /runuser: failed to execute .*No such file/.test(out) ? 'ENOPGBIN' : undefined))
     })
   })
 }
