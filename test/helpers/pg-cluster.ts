@@ -153,7 +153,7 @@ async function query<T extends postgres.Row> (url: string, text: string, params:
   }
 }
 
-// Exit cleanup: temp dir → its data dirs. Killing is synchronous so that it also works in 'exit'.
+// Servers to kill if the process ends first: temp dir → its data dirs.
 const live = new Map<string, string[]>()
 let hooked = false
 
@@ -166,42 +166,77 @@ function pidIsAlive (pid: number): boolean {
   }
 }
 
-/** SIGQUIT (immediate shutdown) to the postmasters of `dataDirs`; SIGKILL if one is still up after 5 s. */
-function killSync (dataDirs: string[]): void {
-  const running: Array<{ pid: number, pidFile: string }> = []
+interface Postmaster { pid: number, pidFile: string }
+
+/** SIGQUIT (immediate shutdown) to the running postmasters of `dataDirs`, which it returns. */
+function quitPostmasters (dataDirs: string[]): Postmaster[] {
+  const running: Postmaster[] = []
   for (const dir of dataDirs) {
     const pidFile = path.join(dir, 'postmaster.pid')
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : NaN
     if (Number.isInteger(pid) && pid > 0 && pidIsAlive(pid)) running.push({ pid, pidFile })
   }
   for (const { pid } of running) try { process.kill(pid, 'SIGQUIT') } catch {}
-  // Wait on the pid file too: an exited postmaster may stay a zombie if nothing reaps it.
-  const up = (): typeof running => running.filter((r) => existsSync(r.pidFile) && pidIsAlive(r.pid))
-  const deadline = Date.now() + 5000
-  while (up().length > 0 && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)
-  for (const { pid } of up()) try { process.kill(pid, 'SIGKILL') } catch {}
+  return running
 }
 
-function cleanupAllSync (): void {
-  for (const [dir, dataDirs] of live) {
-    killSync(dataDirs)
-    rmSync(dir, { recursive: true, force: true })
-  }
-  live.clear()
+// Up while its pid file is there: an exited postmaster may stay a zombie if nothing reaps it.
+const stillUp = (pms: Postmaster[]): Postmaster[] => pms.filter((p) => existsSync(p.pidFile) && pidIsAlive(p.pid))
+const KILL_AFTER_MS = 5000
+
+/** Kills the servers of `dataDirs`: SIGQUIT, then SIGKILL to any still up after 5 s. */
+async function killServers (dataDirs: string[]): Promise<void> {
+  const pms = quitPostmasters(dataDirs)
+  const deadline = Date.now() + KILL_AFTER_MS
+  while (stillUp(pms).length > 0 && Date.now() < deadline) await sleep(20)
+  for (const { pid } of stillUp(pms)) try { process.kill(pid, 'SIGKILL') } catch {}
 }
+
+/** The same, blocking: for the 'exit' event, after which nothing asynchronous runs. */
+function killServersSync (dataDirs: string[]): void {
+  const pms = quitPostmasters(dataDirs)
+  const deadline = Date.now() + KILL_AFTER_MS
+  while (stillUp(pms).length > 0 && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)
+  for (const { pid } of stillUp(pms)) try { process.kill(pid, 'SIGKILL') } catch {}
+}
+
+// Retries: a server still shutting down may write a file while the tree is removed.
+const removeDir = (dir: string): void => { rmSync(dir, { recursive: true, force: true, maxRetries: 5 }) }
 
 function hookExit (): void {
   if (hooked) return
   hooked = true
-  process.on('exit', cleanupAllSync)
+  process.on('exit', () => {
+    for (const [dir, dataDirs] of live) {
+      killServersSync(dataDirs)
+      removeDir(dir)
+    }
+  })
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = (): void => {
-      cleanupAllSync()
       process.removeListener(sig, onSignal)
-      // Re-raise: the default action (or the process's other listeners, e.g. tap's) ends it.
-      process.kill(process.pid, sig)
+      // Without blocking the event loop: tsx SIGKILLs a child that has not acknowledged a signal within 30 ms.
+      const all = [...live].map(async ([dir, dataDirs]) => { await killServers(dataDirs); removeDir(dir); live.delete(dir) })
+      // Then re-raise: the default action (or the process's other listeners, e.g. tap's) ends the process.
+      Promise.allSettled(all).then(() => process.kill(process.pid, sig), () => {})
     }
     process.on(sig, onSignal)
+  }
+}
+
+/**
+ * Kills the servers and removes the temp dirs of clusters whose process is gone without cleaning up
+ * (SIGKILL, e.g. by a test runner's timeout): the dir name carries the owner's pid.
+ */
+async function sweepStale (): Promise<void> {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = Number(/^pg-cluster-(\d+)-/.exec(name)?.[1])
+    if (!Number.isInteger(pid) || pid === process.pid || pidIsAlive(pid)) continue
+    const dir = path.join(tmpdir(), name)
+    try {
+      await killServers(['primary', 'replica'].map((d) => path.join(dir, d)))
+      removeDir(dir)
+    } catch {} // best effort (e.g. another user's)
   }
 }
 
@@ -216,7 +251,8 @@ function conf (server: Server, settings: Record<string, string | number>): void 
 export async function startCluster (options: ClusterOptions = {}): Promise<Cluster> {
   const timeoutMs = options.timeoutMs ?? 60_000
   hookExit()
-  const dir = mkdtempSync(path.join(tmpdir(), 'pg-cluster-'))
+  await sweepStale()
+  const dir = mkdtempSync(path.join(tmpdir(), `pg-cluster-${process.pid}-`))
   const dataDirs: string[] = []
   live.set(dir, dataDirs)
   if (IS_ROOT) {
@@ -235,7 +271,7 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
     run('pg_ctl', ['-D', s.dataDir, ...(options.log === true ? [] : ['-l', s.logFile]), '-w', '-t', String(Math.ceil(timeoutMs / 1000)), 'start'], s.logFile)
   const stopServer = async (s: Server, mode: 'fast' | 'immediate'): Promise<void> => {
     if (!existsSync(path.join(s.dataDir, 'postmaster.pid'))) return
-    await run('pg_ctl', ['-D', s.dataDir, '-m', mode, '-w', 'stop']).catch(() => { killSync([s.dataDir]) })
+    await run('pg_ctl', ['-D', s.dataDir, '-m', mode, '-w', 'stop']).catch(() => killServers([s.dataDir]))
   }
 
   let stopping: Promise<void> | undefined
@@ -243,8 +279,8 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await Promise.all(servers.map((s) => stopServer(s, 'immediate')))
-      killSync(dataDirs) // anything pg_ctl did not stop (or a server still starting)
-      rmSync(dir, { recursive: true, force: true })
+      await killServers(dataDirs) // anything pg_ctl did not stop (or a server still starting)
+      removeDir(dir)
       live.delete(dir)
     })()
     return stopping
