@@ -82,7 +82,7 @@ export interface BannerOptions {
 
 /** What the server prints on start: the first user's password (once) and how to try it with curl. */
 export function banner ({ url, firstUser, dataDir }: BannerOptions): string {
-  const cli = 'npx tsx lib/cli.ts'
+  const cli = 'npx tsx lib/cli/bin.ts'
   const lines: string[] = ['', `fastify-token-auth example server on ${url}`, '']
   const username = firstUser?.username ?? '<username>'
   const password = firstUser?.password ?? '<password>'

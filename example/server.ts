@@ -10,7 +10,7 @@
  * `admin` with a random password, printed once with curl lines to try it (the CLI cannot open the
  * embedded database while this process holds it). SIGINT/SIGTERM close the app, then the database.
  */
-import { createDatabase, EmbeddedDatabaseBusyError, migrate, type Database } from '../lib/index.js'
+import { createDatabase, migrate, type Database } from '../lib/index.js'
 import { banner, buildServer, createFirstUser } from './app.js'
 
 const port = parsePort(process.env.PORT)
@@ -28,25 +28,27 @@ function parsePort (value: string | undefined): number {
   return n
 }
 
-let database: Database
-try {
-  database = await createDatabase(url, { dataDir })
-} catch (err) {
-  if (err instanceof EmbeddedDatabaseBusyError) {
-    process.stderr.write(`Cannot start: ${err.message}\n`)
-    process.exit(1)
+/** A startup failure is one line on stderr and exit status 1: no stack trace, never the URL's password. */
+function fail (err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err)
+  process.stderr.write(`Cannot start: ${message.split('\n')[0]}\n`)
+  process.exit(1)
+}
+
+/** The database (migrated) and the app on it; the database is closed again if anything fails. */
+async function start (): Promise<{ database: Database, app: Awaited<ReturnType<typeof buildServer>> }> {
+  const database = await createDatabase(url, { dataDir })
+  try {
+    await migrate(database)
+    return { database, app: await buildServer({ database }) }
+  } catch (err) {
+    await database.close().catch(() => {})
+    throw err
   }
-  throw err
 }
 
-try {
-  await migrate(database)
-} catch (err) {
-  await database.close()
-  throw err
-}
+const { database, app } = await start().catch(fail)
 
-const app = await buildServer({ database })
 let closing = false
 async function shutdown (signal: string): Promise<void> {
   if (closing) {
@@ -79,8 +81,7 @@ try {
   const curlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host
   process.stdout.write(banner({ url: `http://${curlHost}:${actualPort}`, firstUser, dataDir: database.dataDir }) + '\n')
 } catch (err) {
-  app.log.error({ err }, 'could not start')
   await app.close().catch(() => {})
-  await database.close()
-  process.exit(1)
+  await database.close().catch(() => {})
+  fail(err)
 }

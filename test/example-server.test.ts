@@ -10,7 +10,9 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { buildServer, createFirstUser, loggerOptions } from '../example/app.js'
+import postgres from 'postgres'
 import { freshDatabase } from './helpers/db.js'
+import { startCluster } from './helpers/pg-cluster.js'
 import { cli, tempDir, TOKEN_RE } from './helpers/cli.js'
 
 // Two server starts and a CLI run, each a process of its own: more than .taprc's 120 s on a loaded machine.
@@ -65,10 +67,11 @@ interface Server {
   exited: Promise<number | null>
 }
 
-function startServer (t: Test, cwd: string): Server {
+function startServer (t: Test, cwd: string, extra: NodeJS.ProcessEnv = {}): Server {
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' }
   delete env.DATABASE_URL
   delete env.TOKEN_AUTH_DATA_DIR
+  Object.assign(env, extra)
   const child = spawn(process.execPath, ['--import', TSX, SERVER], { cwd, env })
   let stdout = ''
   let stderr = ''
@@ -82,7 +85,7 @@ function startServer (t: Test, cwd: string): Server {
 /** Waits until the server printed its banner (the last block ends with `--help`); returns stdout then. */
 async function banner (server: Server, ms = 90_000): Promise<string> {
   const deadline = Date.now() + ms
-  while (!/lib\/cli\.ts --help\n/.test(server.stdout())) {
+  while (!/lib\/cli\/bin\.ts --help\n/.test(server.stdout())) {
     if (server.child.exitCode !== null) throw new Error(`the server exited (${server.child.exitCode}): ${server.stderr()}${server.stdout()}`)
     if (Date.now() > deadline) throw new Error(`no banner within ${ms} ms: ${server.stderr()}${server.stdout()}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
@@ -167,4 +170,30 @@ t.test('npm start (example/server.ts) on the embedded database', async (t) => {
   res = await fetch(`${url2}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) })
   t.equal(res.status, 200, 'the admin password still works after a restart')
   await stop(t, again)
+})
+
+t.test('a start that cannot work is one line on stderr, exit 1, no stack trace and never the password', async (t) => {
+  const cwd = tempDir(t)
+  const cluster = await startCluster({ hba: ['host all app 127.0.0.1/32 scram-sha-256'] })
+  t.teardown(() => cluster.stop())
+  const admin = postgres(cluster.url, { max: 1, onnotice: () => {} })
+  await admin.unsafe("create role app login password 'right-password'")
+  await admin.end()
+  const at = (user: string, db = 'postgres'): string => `postgres://${user}@127.0.0.1:${cluster.port}/${db}`
+  const cases: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
+    ['nothing listens', { DATABASE_URL: 'postgres://app:s3cret-pw@127.0.0.1:1/nothing' },
+      /^Cannot start: cannot use the database at app@127\.0\.0\.1:1\/nothing: nothing listens there \(ECONNREFUSED\)\n$/],
+    ['a wrong password', { DATABASE_URL: at('app:s3cret-pw') },
+      new RegExp(`^Cannot start: cannot use the database at app@127\\.0\\.0\\.1:${cluster.port}/postgres: the password was refused \\(28P01\\)\\n$`)],
+    ['no such database', { DATABASE_URL: at('app:right-password', 'nothing') }, /^Cannot start: cannot use the database at .*\/nothing: that database does not exist \(3D000\)\n$/],
+    ['a port in use', { DATABASE_URL: at('postgres'), PORT: String(cluster.port) }, /^Cannot start: listen EADDRINUSE: address already in use 127\.0\.0\.1:\d+\n$/]
+  ]
+  for (const [what, env, line] of cases) {
+    const server = startServer(t, cwd, env)
+    const code = await Promise.race([server.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 60_000))])
+    t.equal(code, 1, `${what}: exit 1`)
+    t.match(server.stderr(), line, `${what}: one line saying what is wrong`)
+    t.notMatch(server.stderr() + server.stdout(), /s3cret-pw|right-password/, `${what}: no password`)
+    t.notMatch(server.stderr(), /^\s+at /m, `${what}: no stack trace`)
+  }
 })

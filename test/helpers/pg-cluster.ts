@@ -23,6 +23,8 @@ export interface ClusterOptions {
   log?: boolean
   /** Longest wait for a server to start or the replica to stream, in ms (default 60 000). */
   timeoutMs?: number
+  /** pg_hba.conf lines put before the trust ones, e.g. 'host all app 127.0.0.1/32 scram-sha-256'. */
+  hba?: string[]
 }
 
 export interface Cluster {
@@ -300,6 +302,7 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
       max_wal_senders: 4
     })
     writeFileSync(path.join(primary.dataDir, 'pg_hba.conf'), [
+      ...(options.hba ?? []),
       'local all all trust',
       'host all all 127.0.0.1/32 trust',
       'host replication all 127.0.0.1/32 trust', ''
