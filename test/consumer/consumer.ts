@@ -200,3 +200,70 @@ t.test('(b) the bin after install: --help, migrate, user create, token create', 
     t.same(await sql(url, 'select name, scopes from token_auth_tokens'), [{ name: 'ci', scopes: ['read'] }])
   }
 })
+
+/** `drizzle-kit generate` in a terminal (script(1)), answering its question "created or renamed?" with rename. */
+function generateWithRename (cwd: string, env: NodeJS.ProcessEnv): Promise<Run> {
+  const kit = path.join(app, 'node_modules', '.bin', 'drizzle-kit')
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qefc', `${kit} generate`, '/dev/null'], { cwd, env: { ...process.env, ...env, TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    let step = 0
+    const plain = (): string => out.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '') // eslint-disable-line no-control-regex
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d
+      // The prompt lists "+ hint create column" first, then "~ prefix › hint rename column": down, then enter.
+      if (step === 0 && /created or renamed from another column\?/.test(plain())) { step = 1; child.stdin.write('\x1b[B') }
+      if (step === 1 && /❯ ~ prefix › hint\s+rename column/.test(plain())) { step = 2; child.stdin.write('\r') }
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
+    child.on('error', reject)
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout: plain(), stderr: '' }) })
+  })
+}
+
+t.test('(c) an app that put the 0.1.0 tables in its own drizzle-kit migrations upgrades without losing a row', async (t) => {
+  const dir = path.join(app, 'upgrade')
+  mkdirSync(dir, { recursive: true })
+  const url = await freshDatabase()
+  const env = { DATABASE_URL: url }
+  writeFileSync(path.join(dir, 'drizzle.config.ts'), "import { defineConfig } from 'drizzle-kit'\n" +
+    "export default defineConfig({ dialect: 'postgresql', schema: './schema.ts', out: './drizzle', dbCredentials: { url: process.env.DATABASE_URL! } })\n")
+  // 0.1.0's tables, as an app would have copied them (the package did not export them then).
+  writeFileSync(path.join(dir, 'schema.ts'), readFileSync(new URL('./schema-0.1.0.ts.txt', import.meta.url), 'utf8'))
+  const kit = path.join(app, 'node_modules', '.bin', 'drizzle-kit')
+  for (const step of ['generate', 'migrate']) {
+    const r = await run(kit, [step], { cwd: dir, env })
+    t.equal(r.code, 0, `0.1.0 tables: drizzle-kit ${step}${r.code === 0 ? '' : `\n${r.stdout}${r.stderr}`}`)
+  }
+  // A user and a real token in them.
+  const made = await run(process.execPath, ['--input-type=module', '-e',
+    "import { generateToken, hashToken } from 'fastify-token-auth'; const t = generateToken(); console.log(JSON.stringify({ token: t, hash: hashToken(t) }))"], { cwd: app })
+  const { token, hash } = JSON.parse(made.stdout) as { token: string, hash: string }
+  await sql(url, "insert into token_auth_users (username, password_hash) values ('old', 'x')")
+  await sql(url, "insert into token_auth_tokens (user_id, token_hash, prefix, name) select id, $1, $2, 'laptop' from token_auth_users", [hash, token.slice(0, 8)])
+
+  // The upgrade: the schema now takes the tables from the package.
+  writeFileSync(path.join(dir, 'schema.ts'), "export { users, tokens } from 'fastify-token-auth/schema'\n")
+  const gen = await generateWithRename(dir, env)
+  t.equal(gen.code, 0, `drizzle-kit generate, "prefix" renamed to "hint"${gen.code === 0 ? '' : `\n${gen.stdout}`}`)
+  const migrations = readdirSync(path.join(dir, 'drizzle')).filter((f) => f.endsWith('.sql')).sort()
+  t.equal(migrations.length, 2)
+  t.match(readFileSync(path.join(dir, 'drizzle', migrations[1]), 'utf8'), /^ALTER TABLE "token_auth_tokens" RENAME COLUMN "prefix" TO "hint";\s*$/)
+  const mig = await run(kit, ['migrate'], { cwd: dir, env })
+  t.equal(mig.code, 0, 'drizzle-kit migrate')
+  t.same(await sql(url, 'select u.username, t.hint, t.name from token_auth_tokens t join token_auth_users u on u.id = t.user_id'),
+    [{ username: 'old', hint: token.slice(0, 8), name: 'laptop' }], 'every row kept')
+  // The plugin on the upgraded tables (the app's own: it does not migrate them) accepts the old token.
+  const check = await run(process.execPath, ['--input-type=module', '-e', [
+    "import Fastify from 'fastify'",
+    "import tokenAuth, { createDatabase } from 'fastify-token-auth'",
+    'const database = await createDatabase(process.env.DATABASE_URL)',
+    'const app = Fastify()',
+    'await app.register(tokenAuth, { database })',
+    "app.get('/me', { preHandler: app.auth }, async (req) => req.user)",
+    "const res = await app.inject({ url: '/me', headers: { authorization: 'Bearer ' + process.env.TOKEN } })",
+    'console.log(res.statusCode, res.json().username)',
+    'await app.close(); await database.close()'
+  ].join('\n')], { cwd: app, env: { ...env, TOKEN: token } })
+  t.equal(check.stdout.trim(), '200 old', `the token made before the upgrade works${check.code === 0 ? '' : `\n${check.stderr}`}`)
+})
