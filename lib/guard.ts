@@ -52,10 +52,13 @@ export function createGuard ({ realm, retryAfter, authName }: GuardOptions): Gua
   }
 
   let warnedNotResolved = false
-  function auth (this: FastifyInstance, req: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction): void {
+  function auth (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply, next: HookHandlerDoneFunction): void {
     const request = req as FastifyRequest & RequestState
     const reason = request[kReason]
     if (reason === Reason.OK) return next()
+    // Refused before its body was read (onRequest): close the connection, or Node would read the
+    // whole upload to keep the connection alive.
+    if (unreadBody(request)) reply.header('connection', 'close')
     if (reason === Reason.NOT_RESOLVED && !warnedNotResolved) {
       warnedNotResolved = true
       request.log.warn(`fastify-token-auth: ${authName} ran where no token was read (${request.method} ${request.routeOptions.url ?? request.url}): ` +
@@ -66,4 +69,12 @@ export function createGuard ({ realm, retryAfter, authName }: GuardOptions): Gua
   }
 
   return { auth, rejection }
+}
+
+/** An HTTP/1 request with a body not yet read. */
+function unreadBody (request: FastifyRequest): boolean {
+  const raw = request.raw
+  if (raw.httpVersionMajor !== 1 || raw.readableEnded) return false
+  const length = raw.headers['content-length']
+  return (length !== undefined && length !== '0') || raw.headers['transfer-encoding'] !== undefined
 }

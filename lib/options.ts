@@ -5,10 +5,11 @@
  */
 import { DRIZZLE_OPTIONS } from './providers/drizzle.js'
 import { providerCheck, type TokenAuthProvider } from './providers/provider.js'
+import { excludeOption } from './route-config.js'
 import { routesOptions } from './routes/options.js'
 import { serviceOptions } from './store/service.js'
 import type { TokenAuthOptions } from './types.js'
-import { integer, invalid, object, optional, satisfies, seconds, string, type Check, type Checked } from './validate.js'
+import { bool, integer, invalid, object, optional, optionError, satisfies, seconds, string, type Check, type Checked } from './validate.js'
 
 // What Fastify's register() itself takes, passed along in the same object.
 const REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
@@ -32,6 +33,8 @@ export const pluginOptions = object({
   drizzle: object(DRIZZLE_OPTIONS),
   service: serviceOptions,
   routes: routesOptions,
+  global: bool(false),
+  exclude: excludeOption,
   // A quoted-string body must not hold `"` or `\` (we do not escape) nor control characters.
   realm: string({ pattern: /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/, expected: 'printable ASCII without \'"\' or \'\\\'', default: 'api' }),
   authDecorator: identifier('auth'),
@@ -45,5 +48,6 @@ export type ResolvedOptions = Checked<typeof pluginOptions>
 export function resolveOptions (opts: TokenAuthOptions | undefined): ResolvedOptions {
   const o = pluginOptions(opts, '')
   if (o.provider.length === 0 && o.database === undefined) invalid('provider', 'given (or `database`): the plugin needs somewhere to resolve tokens', opts?.provider)
+  if (o.exclude.length > 0 && !o.global) throw optionError('exclude', 'option exclude is for global mode: set global: true as well (without it, only the routes that ask are guarded)')
   return o
 }

@@ -11,7 +11,7 @@ import { DrizzleTokenAuthProvider } from './providers/drizzle.js'
 import type { TokenAuthProvider } from './providers/provider.js'
 import { kDetail, kReason, Reason } from './reasons.js'
 import { createResolver, type ResolverContext } from './resolver.js'
-import { routeConfigHook } from './route-config.js'
+import { routeConfigHook, unseenGuard, type RouteConfigContext } from './route-config.js'
 import { createStoreCall } from './routes/context.js'
 import { registerRoutes } from './routes/plugin.js'
 import { checkStore } from './store/check.js'
@@ -38,7 +38,18 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
   fastify.decorateRequest(kDetail, null)
   fastify.decorate(o.authDecorator, guard.auth)
   fastify.decorate('tokenAuth', decorator)
-  fastify.addHook('onRoute', routeConfigHook({ provider, resolve: makeResolver(provider), makeResolver, auth: guard.auth, realm: o.realm }))
+  const routes: RouteConfigContext = {
+    provider,
+    resolve: makeResolver(provider),
+    makeResolver,
+    auth: guard.auth,
+    realm: o.realm,
+    global: o.global,
+    exclude: o.exclude,
+    securityScheme: o.routes === false ? 'bearerAuth' : o.routes.securityScheme
+  }
+  fastify.addHook('onRoute', routeConfigHook(routes))
+  if (o.global) fastify.addHook('onRequest', unseenGuard(routes))
 
   if (store !== undefined && o.routes !== false) {
     registerRoutes(fastify, {

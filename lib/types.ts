@@ -19,6 +19,11 @@ export interface TokenAuthOptions {
   service?: TokenServiceOptions
   /** The /login, /logout and /logout/all routes (with `database`); `false` registers none. */
   routes?: LoginRoutesOptions | false
+  /** Guard every route of the context the plugin is registered in (routes declared later and by other
+   * plugins, and the 404 handler), not only those that ask. Default false. */
+  global?: boolean
+  /** With `global`: route URL patterns left public, exact (`'/health'`) or a prefix (`'/docs/*'`). */
+  exclude?: readonly string[]
   /** The realm in `WWW-Authenticate: Bearer realm="..."`. Default `api`. */
   realm?: string
   /** Name of the instance decorator that guards routes. Default `auth` (rename beside @fastify/auth). */
