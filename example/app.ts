@@ -1,13 +1,17 @@
 /**
- * The example application that `npm start` runs (see server.ts for the process around it).
+ * The example application that `npm start` runs (see server.ts for the process around it). Every
+ * route needs a token (the plugin's global mode) except the docs and the health check:
  *
+ *   GET  /docs     public: the OpenAPI documentation (Swagger UI: Authorize with a token, try the routes)
  *   GET  /health   public: 200 { status: 'ok' } when the database answers, else 503
- *   GET  /me       protected: the user the bearer token belongs to
+ *   GET  /me       the user the bearer token belongs to
  *   POST /login, POST /logout, POST /logout/all   from the plugin (given a `database`)
  *
  * buildServer() makes the app without listening, so tests can `inject` into it.
  */
 import { randomBytes } from 'node:crypto'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import tokenAuth, { users, type ListenFn, type TokenAuthDatabase, type TokenService, type TokenServiceOptions } from '../lib/index.js'
 import { ping } from '../lib/store/database.js'
@@ -34,11 +38,23 @@ export interface BuildServerOptions {
   service?: TokenServiceOptions
 }
 
+const userSchema = {
+  type: 'object',
+  properties: { id: { type: 'integer' }, username: { type: 'string' }, tokenId: { type: 'integer' }, scopes: { type: 'array', items: { type: 'string' } } }
+}
+
 export async function buildServer (opts: BuildServerOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger: opts.logger ?? loggerOptions })
-  await app.register(tokenAuth, { database: opts.database, service: opts.service })
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'fastify-token-auth example', version: '1.0.0' },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'A token from POST /login or `fastify-token-auth token create`' } } }
+    }
+  })
+  await app.register(tokenAuth, { database: opts.database, service: opts.service, global: true, exclude: ['/docs', '/docs/*'] })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
 
-  app.get('/health', { config: { tokenAuth: false } }, async (_request, reply) => {
+  app.get('/health', { config: { tokenAuth: false }, schema: { summary: 'Is the database answering?' } }, async (_request, reply) => {
     try {
       await ping(opts.database.db)
       return { status: 'ok' }
@@ -48,7 +64,7 @@ export async function buildServer (opts: BuildServerOptions): Promise<FastifyIns
     }
   })
 
-  app.get('/me', { preHandler: app.auth }, async (request) => request.user)
+  app.get('/me', { schema: { summary: 'The user of the bearer token', response: { 200: userSchema } } }, async (request) => request.user)
 
   return app
 }
