@@ -96,6 +96,9 @@ t.before(async () => {
       bcryptjs: installed('bcryptjs')
     },
     devDependencies: {
+      // What the README's examples use beside the plugin.
+      ...Object.fromEntries(['@fastify/cors', '@fastify/helmet', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/static', '@fastify/websocket', '@types/ws']
+        .map((name) => [name, installed(name)])),
       'drizzle-kit': installed('drizzle-kit'),
       typescript: installed('typescript'),
       '@types/node': installed('@types/node')
