@@ -20,14 +20,16 @@ export type { TokenCacheOptions } from './providers/token-cache.js'
 export { createDatabase, ping } from './store/database.js'
 export type { Database, TokenAuthDatabase, CreateDatabaseOptions, ListenFn } from './store/database.js'
 export { migrate, MIGRATIONS_FOLDER } from './store/migrate.js'
-export { users, tokens, tokenAuthTables } from './store/schema.js'
+export { users, tokens, throttle, events, tokenAuthTables } from './store/schema.js'
+export { databaseThrottleStore, rateLimitStore } from './store/throttle-store.js'
+export type { ThrottleStore, RateLimitStoreLike, Counter } from './store/throttle-store.js'
 export type { TokensTable } from './store/schema.js'
 export { appUsers } from './users/app-users.js'
 export type { AppUsersOptions } from './users/app-users.js'
 export type { UserSource, UserId } from './users/user-source.js'
 export { normalizeUsername } from './store/usernames.js'
 export { TokenService, MAX_EXPIRES_IN } from './store/service.js'
-export type { TokenServiceOptions, ServiceUser, UserInfo, UserRef, IssueTokenOptions, IssuedToken, TokenInfo } from './store/service.js'
+export type { TokenServiceOptions, ServiceUser, UserInfo, UserRef, IssueTokenOptions, IssuedToken, TokenInfo, CredentialsContext } from './store/service.js'
 export { checkStore } from './store/check.js'
 export { DEFAULT_NOTIFY_CHANNEL } from './store/notify.js'
 export { generateToken, checkTokenFormat, hashToken, tokenHint, DEFAULT_TOKEN_PREFIX } from './store/token-format.js'
@@ -35,7 +37,7 @@ export { hashPassword, verifyPassword, needsRehash, DEFAULT_PASSWORD_PARAMS } fr
 export type { PasswordParams } from './store/passwords.js'
 export {
   TokenServiceError, UserExistsError, UserNotFoundError, UserInactiveError, InvalidTokenOptionsError, InvalidUsernameError,
-  InvalidPasswordError, KdfBusyError, EmbeddedDatabaseBusyError, UsersOwnedByAppError, StoreNotReadyError, MigrationsNotOursError
+  InvalidPasswordError, KdfBusyError, ClientBusyError, EmbeddedDatabaseBusyError, UsersOwnedByAppError, StoreNotReadyError, MigrationsNotOursError
 } from './store/errors.js'
 export type { TokenServiceErrorCode } from './store/errors.js'
 

@@ -15,6 +15,8 @@ import { routeConfigHook, unseenGuard, type RouteConfigContext } from './route-c
 import { createStoreCall } from './routes/context.js'
 import { registerRoutes } from './routes/plugin.js'
 import { checkStore } from './store/check.js'
+import { throttle } from './store/schema.js'
+import { databaseThrottleStore } from './store/throttle-store.js'
 import { TokenService } from './store/service.js'
 import type { TokenAuthDecorator, TokenAuthOptions } from './types.js'
 import { optionError } from './validate.js'
@@ -58,6 +60,7 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
       auth: guard.auth,
       userProperty: o.userProperty,
       fromStore: (user) => store.provider.owns(user),
+      throttleStore: databaseThrottleStore(store.service.db),
       storeCall: createStoreCall(o.routes.timeout, retryAfterHeaders(o.retryAfter))
     })
   }
@@ -81,7 +84,9 @@ function checkDecorators (fastify: FastifyInstance, o: ResolvedOptions): void {
 /** The service, then (once the database is known to hold what it needs) the provider, which LISTENs. */
 async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOptions['database']>): Promise<{ service: TokenService, provider: DrizzleTokenAuthProvider }> {
   const service = new TokenService(database, o.service)
-  await checkStore(service.db, service.users, database.url)
+  // The throttle's table, unless the counters are kept elsewhere.
+  const more = o.routes !== false && o.routes.login !== false && o.routes.throttle !== false && o.routes.throttle.store === undefined ? [throttle] : []
+  await checkStore(service.db, service.users, database.url, more)
   const provider = new DrizzleTokenAuthProvider({
     ...o.drizzle,
     db: database.db,

@@ -16,7 +16,8 @@ const PASSWORD = 'correct horse battery staple'
 
 async function appOn (t: Test, opts: TokenAuthOptions): Promise<FastifyInstance> {
   const app = Fastify()
-  await app.register(tokenAuth, { service: { passwordParams: FAST_PASSWORD_PARAMS }, ...opts })
+  // A queue long enough for 200 logins at once: what is raced here is the store, not the queue.
+  await app.register(tokenAuth, { service: { passwordParams: FAST_PASSWORD_PARAMS, passwordQueue: 1000 }, ...opts })
   app.get('/me', { preHandler: app.auth }, async (req) => ({ id: req.user?.id }))
   await app.ready()
   t.teardown(() => app.close())
@@ -27,15 +28,30 @@ const me = async (app: FastifyInstance, token: string): Promise<LightMyRequestRe
 const login = async (app: FastifyInstance, username = 'alice'): Promise<LightMyRequestResponse> =>
   await app.inject({ method: 'POST', url: '/login', payload: { username, password: PASSWORD } })
 
-t.test('200 concurrent logins for one user: 200 distinct tokens, all working', async (t) => {
+t.test('200 concurrent logins of 200 users from 200 addresses: 200 distinct tokens, all working', async (t) => {
   const { database, service } = await freshDatabase(t)
-  const user = await service.createUser('alice', PASSWORD)
+  const names = Array.from({ length: 200 }, (_, i) => `user${i}`)
+  const ids = new Map<string, unknown>()
+  for (const name of names) ids.set(name, (await service.createUser(name, PASSWORD)).id)
   const app = await appOn(t, { database })
-  const answers = await Promise.all(Array.from({ length: 200 }, async () => await login(app)))
+  const answers = await Promise.all(names.map(async (name, i) =>
+    await app.inject({ method: 'POST', url: '/login', payload: { username: name, password: PASSWORD }, remoteAddress: `10.1.${i >> 8}.${i & 255}` })))
   t.same([...new Set(answers.map((r) => r.statusCode))], [200], 'every login answered 200')
   const tokens = answers.map((r) => r.json().token as string)
   t.equal(new Set(tokens).size, 200, '200 distinct tokens')
   const checks = await Promise.all(tokens.map(async (token) => await me(app, token)))
+  t.ok(checks.every((r, i) => r.statusCode === 200 && r.json().id === ids.get(names[i])), 'every token works, for its own user')
+  const [{ count }] = await query<{ count: string }>(database, 'select count(*)::int as count from token_auth_tokens')
+  t.equal(Number(count), 200, '200 token rows')
+})
+
+t.test('200 concurrent tokens issued for one user: 200 distinct tokens, all working', async (t) => {
+  const { database, service } = await freshDatabase(t)
+  const user = await service.createUser('alice', PASSWORD)
+  const app = await appOn(t, { database })
+  const issued = await Promise.all(Array.from({ length: 200 }, async (_, i) => await service.issueToken(user.id, { name: `device ${i}` })))
+  t.equal(new Set(issued.map((x) => x.token)).size, 200, '200 distinct tokens')
+  const checks = await Promise.all(issued.map(async ({ token }) => await me(app, token)))
   t.ok(checks.every((r) => r.statusCode === 200 && r.json().id === user.id), 'every token works')
   const [{ count }] = await query<{ count: string }>(database, 'select count(*)::int as count from token_auth_tokens where user_id = $1', [user.id])
   t.equal(Number(count), 200, '200 token rows')

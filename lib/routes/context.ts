@@ -4,6 +4,7 @@ import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import { logFailure, unavailable } from '../errors.js'
 import { TokenServiceError } from '../store/errors.js'
 import type { TokenService } from '../store/service.js'
+import type { ThrottleStore } from '../store/throttle-store.js'
 import type { UserId } from '../users/user-source.js'
 import { withTimeout } from '../timeout.js'
 import type { ResolvedRoutesOptions } from './options.js'
@@ -18,11 +19,18 @@ export interface RoutesContext {
   /** True when the user was resolved from the store (a token the service can revoke). */
   fromStore: (user: unknown) => user is { id: UserId, tokenId: number }
   /**
-   * The store's answer, or the one 503 (logged, with Retry-After) when it fails or, with `timed`,
-   * takes longer than `routes.timeout`; `onLate` gets an answer that arrives after that. A
-   * TokenServiceError (the caller's mistake: unknown user...) is passed on for the route to answer.
+   * The store's answer, or the one 503 (logged, with Retry-After) when it fails or, unless `untimed`,
+   * takes longer than `routes.timeout` (`onLate` gets an answer that arrives after that). A TokenServiceError (the caller's mistake: unknown user...) is passed on for
+   * the route to answer.
    */
-  storeCall: <T>(request: FastifyRequest, what: string, work: Promise<T>, timed?: boolean, onLate?: (late: T) => void) => Promise<T>
+  storeCall: <T>(request: FastifyRequest, what: string, work: Promise<T>, options?: StoreCallOptions<T>) => Promise<T>
+  /** The login throttle's counters. */
+  throttleStore: ThrottleStore
+}
+
+export interface StoreCallOptions<T> {
+  untimed?: boolean
+  onLate?: (late: T) => void
 }
 
 class StoreTimeoutError extends Error {
@@ -33,12 +41,12 @@ class StoreTimeoutError extends Error {
 }
 
 export function createStoreCall (timeout: number, unavailableHeaders: Record<string, string>): RoutesContext['storeCall'] {
-  return async function storeCall (request, what, work, timed = true, onLate) {
+  return async function storeCall (request, what, work, options = {}) {
     try {
-      return await (timed ? withTimeout(work, timeout, () => new StoreTimeoutError(timeout)) : work)
+      return await (options.untimed === true ? work : withTimeout(work, timeout, () => new StoreTimeoutError(timeout)))
     } catch (err) {
       if (err instanceof TokenServiceError && err.code !== 'KDF_BUSY') throw err
-      if (err instanceof StoreTimeoutError && onLate !== undefined) work.then(onLate, () => {})
+      if (err instanceof StoreTimeoutError && options.onLate !== undefined) work.then(options.onLate, () => {})
       logFailure(request.log, err, `${what}: token store unavailable`)
       throw unavailable(unavailableHeaders)
     }

@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, Fast
 import { FST_TOKEN_AUTH_BAD_CREDENTIALS, FST_TOKEN_AUTH_LOGIN_THROTTLED, withHeaders } from '../errors.js'
 import { CONTROL_CHARS, CONTROL_CHARS_GLOBAL, isScopeToken } from '../grammar.js'
 import type { TokenAuthProvider } from '../providers/provider.js'
-import { TokenServiceError } from '../store/errors.js'
+import { ClientBusyError, TokenServiceError } from '../store/errors.js'
 import { PASSWORD_MAX_LENGTH } from '../store/passwords.js'
 import { MAX_EXPIRES_IN, MAX_SCOPES, TOKEN_NAME_MAX_LENGTH } from '../store/service.js'
 import { normalizeUsername, USERNAME_MAX_LENGTH } from '../store/usernames.js'
@@ -94,6 +94,11 @@ export function defaultTokenName (userAgent: string | undefined): string {
   return name === '' ? DEFAULT_TOKEN_NAME : name
 }
 
+function throttled (request: FastifyRequest, retryAfter: number): Error {
+  request.log.info({ reason: 'login_throttled' }, 'fastify-token-auth: login refused: too many failed attempts')
+  return withHeaders(new FST_TOKEN_AUTH_LOGIN_THROTTLED(), { 'retry-after': String(retryAfter) })
+}
+
 function accountOf (username: string): string | null {
   try {
     return normalizeUsername(username)
@@ -105,7 +110,7 @@ function accountOf (username: string): string | null {
 /** Registers POST <login> in `child`, the routes' context (which has @fastify/rate-limit when throttling). */
 export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: string): void {
   const { service, options: o, auth, storeCall } = ctx
-  const throttle = o.throttle === false ? undefined : new LoginThrottle(child, o.throttle)
+  const throttle = o.throttle === false ? undefined : new LoginThrottle(o.throttle, o.throttle.store ?? ctx.throttleStore)
   const responses: Record<string, unknown> = {
     200: {
       description: 'A new bearer token (shown once)',
@@ -146,38 +151,45 @@ export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: str
       const body = request.body as LoginBody
       let attempt: ThrottledAttempt | undefined
       if (throttle !== undefined) {
-        const result: ThrottledAttempt | Throttled = await storeCall(request, 'login throttle', throttle.begin(request, accountOf(body.username)), false)
-        if ('retryAfter' in result) {
-          request.log.info({ reason: 'login_throttled' }, 'fastify-token-auth: login refused: too many failed attempts')
-          throw withHeaders(new FST_TOKEN_AUTH_LOGIN_THROTTLED(), { 'retry-after': String(result.retryAfter) })
-        }
+        const result: ThrottledAttempt | Throttled = await storeCall(request, 'login throttle', throttle.begin(request, accountOf(body.username)), { untimed: true })
+        if ('retryAfter' in result) throw throttled(request, result.retryAfter)
         attempt = result
       }
+      // A refused or timed-out attempt counts against its client like a failed one.
+      const fail = async (): Promise<void> => { if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.fail(), { untimed: true }) }
+      let user
       try {
-        const user = await storeCall(request, 'login', service.verifyCredentials(body.username, body.password))
-        if (user === null) {
-          if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.fail(), false)
-          request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
-          throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
+        user = await storeCall(request, 'login', service.verifyCredentials(body.username, body.password, { clients: attempt?.clients, trusted: attempt?.trusted }))
+      } catch (err) {
+        if (err instanceof ClientBusyError) {
+          await fail()
+          throw throttled(request, 1)
         }
-        const issuing = service.issueToken({ id: user.id }, {
-          name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
-          scopes: o.tokenScopes,
-          expiresIn: o.tokenExpiresIn
-        })
-        // The client gets a 503 if the store is late: a token committed after that would belong to no one.
-        const issued = await storeCall(request, 'login', issuing, true, (late) => { service.revokeToken(late.id).catch(() => {}) })
-          .catch((err: unknown) => {
-            // Deactivated or deleted between the password check and now: as if it were wrong.
-            throw err instanceof TokenServiceError ? new FST_TOKEN_AUTH_BAD_CREDENTIALS() : err
-          })
-        reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-        return o.tokenExpiresIn === null
-          ? { token: issued.token, token_type: 'Bearer' }
-          : { token: issued.token, token_type: 'Bearer', expires_in: o.tokenExpiresIn }
-      } finally {
-        attempt?.done()
+        // Timed out, or refused because too many wait in all (the store itself may be down: best effort).
+        if ((err as { statusCode?: number }).statusCode === 503) await attempt?.fail().catch(() => {})
+        throw err
       }
+      if (user === null) {
+        await fail()
+        request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
+        throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
+      }
+      if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.succeed(), { untimed: true })
+      const issuing = service.issueToken({ id: user.id }, {
+        name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
+        scopes: o.tokenScopes,
+        expiresIn: o.tokenExpiresIn
+      })
+      // The client gets a 503 if the store is late: a token committed after that would belong to no one.
+      const issued = await storeCall(request, 'login', issuing, { onLate: (late) => { service.revokeToken(late.id).catch(() => {}) } })
+        .catch((err: unknown) => {
+          // Deactivated or deleted between the password check and now: as if it were wrong.
+          throw err instanceof TokenServiceError ? new FST_TOKEN_AUTH_BAD_CREDENTIALS() : err
+        })
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+      return o.tokenExpiresIn === null
+        ? { token: issued.token, token_type: 'Bearer' }
+        : { token: issued.token, token_type: 'Bearer', expires_in: o.tokenExpiresIn }
     }
   })
 }

@@ -2,28 +2,22 @@
  * The login and logout routes, in their own encapsulated context, which holds:
  * - a strict JSON body parser only (no text/plain, nor any parser the app added: 415) and a small
  *   body limit (413);
- * - @fastify/rate-limit with `global: false`, used only through `createRateLimit` to count failed
- *   logins (see throttle.ts). Registered here, it cannot clash with the app's own registration.
  * Every write goes through the TokenService.
  */
 import type { FastifyInstance } from 'fastify'
-import rateLimit from '@fastify/rate-limit'
 import type { RoutesContext } from './context.js'
 import { LOGIN_BODY_LIMIT, loginRoute } from './login.js'
 import { logoutRoutes } from './logout.js'
 
 /** Registers the routes in a child context of `fastify` (so under the prefix the plugin was registered with). */
 export function registerRoutes (fastify: FastifyInstance, ctx: RoutesContext): void {
-  const { login, logout, logoutAll, throttle } = ctx.options
+  const { login, logout, logoutAll } = ctx.options
   if (login === false && logout === false && logoutAll === false) return
   fastify.register(async function tokenAuthRoutes (child) {
     // Only JSON, parsed the safe way (prototype poisoning refused), whatever parsers the app added.
     child.removeAllContentTypeParsers()
     child.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: LOGIN_BODY_LIMIT }, child.getDefaultJsonParser('error', 'error'))
-    if (login !== false) {
-      if (throttle !== false) await child.register(rateLimit, { global: false })
-      loginRoute(child, ctx, login)
-    }
+    if (login !== false) loginRoute(child, ctx, login)
     logoutRoutes(child, ctx, logout, logoutAll)
   })
 }

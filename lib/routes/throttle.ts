@@ -1,176 +1,129 @@
 /**
- * Login throttling: failed logins are counted per account (the normalized username) and per client
- * IP, in fixed windows, with @fastify/rate-limit's counters.
+ * Login throttling, built so that it slows guessing without handing a stranger the owner's account.
+ * Failed logins (wrong, unknown or refused attempts, and those that timed out) are counted, in windows
+ * of `timeWindow` that start at a key's first failure, under three keys:
  *
- * Why `createRateLimit` and not the route hook: the hook counts every request, before the body is
- * parsed, so it can neither key on the username nor leave successful logins out. The manual limiter
- * can: `{ increment: false }` peeks before the password is checked, and only a failure increments.
- * The counters live in @fastify/rate-limit's store: an in-process LRU by default, or, when the app
- * has registered @fastify/rate-limit itself with `redis`, that store, shared by every process.
+ * - the account and address pair (`perAccountAndIp`, default 10): guessing one account from one place;
+ * - the address (`perIp`, default 100; IPv6 per /64): guessing many accounts from one place;
+ * - the account (`perAccount`, default 100): guessing one account from many places. It does not apply
+ *   to an address the account logged in from within `knownAddressTtl` (30 days), so a stranger who
+ *   spends an account's failures cannot lock its owner out of the owner's usual device.
  *
- * A peek-then-increment check alone lets a burst of concurrent attempts through (each one peeks
- * before the first failure is counted: scrypt takes a while). So attempts in flight are bounded per
- * key, in this process: at most `max - failures` run at once; the others wait for one to finish and
- * check again. A burst of wrong passwords gets exactly `max` 401s and then 429s, while a burst of
- * good logins (which count nothing) all succeed, `max` at a time. Keys are taken in a fixed order
- * (account, then IP), so two requests never wait on each other.
+ * Past a limit the answer is 429 with Retry-After until that key's window ends (it never moves: the
+ * first failure plus `timeWindow`). An attempt refused for being one too many at once (the password
+ * queue's per-client bound), or that timed out, counts like a failure. Successes are not counted.
  *
- * Lockout is bounded by the window: a key's window starts at its first counted failure and its
- * counter resets when the window ends, whatever happens meanwhile (refused attempts are not counted).
+ * A client in good standing (a known address, or one without failures in the window) is "trusted":
+ * it may use the password slot kept in reserve (kdf-queue.ts), so a flood from a few clients cannot
+ * hold every slot.
+ *
+ * The counters live in the database by default (throttle-store.ts: shared by every process, kept
+ * across restarts, never evicted), or in any @fastify/rate-limit store.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { normalizeIP } from '@fastify/rate-limit'
-import { integer, ms, object, orFalse, type Checked } from '../validate.js'
+import type { ThrottleStore } from '../store/throttle-store.js'
+import { integer, invalid, ms, object, optional, orFalse, satisfies, type Check, type Checked } from '../validate.js'
 
 export interface LoginThrottleOptions {
-  /** Failed logins allowed per account (normalized username) per window; `false`: no account limit.
-   * Default 10 (OWASP's authentication cheat sheet suggests a lockout threshold of this order). */
+  /** Failed logins per account and address pair per window; `false`: no such limit. Default 10. */
+  perAccountAndIp?: number | false
+  /** Failed logins per account (from addresses it never logged in from) per window; `false`: none. Default 100. */
   perAccount?: number | false
-  /** Failed logins allowed per client IP (`request.ip`; IPv6 per /64) per window; `false`: no IP limit.
-   * Default 100: higher, since many users can share an address (NAT, offices, mobile carriers). */
+  /** Failed logins per client address (`request.ip`; IPv6 per /64) per window; `false`: none. Default 100. */
   perIp?: number | false
-  /** The window, in milliseconds. Default 900,000 (15 minutes). An account or address is refused for
-   * at most this long after its first counted failure. */
+  /** The window, in milliseconds. Default 900,000 (15 minutes). */
   timeWindow?: number
+  /** How long, in ms, an address the account logged in from stays exempt from `perAccount`; `false`: never. Default 30 days. */
+  knownAddressTtl?: number | false
+  /** Where the counters are: the database (default) or `rateLimitStore(new RedisStore(...))`. */
+  store?: ThrottleStore
+  /** Addresses (exact, after IPv6 /64 folding) or a function of the address that the throttle leaves alone. */
+  allowList?: readonly string[] | ((address: string) => boolean)
 }
 
-export const DEFAULT_THROTTLE = Object.freeze({ perAccount: 10, perIp: 100, timeWindow: 15 * 60 * 1000 })
+export const DEFAULT_THROTTLE = Object.freeze({ perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 15 * 60 * 1000, knownAddressTtl: 30 * 24 * 3600 * 1000 })
 
-/** `routes.throttle`: limits (failed logins per window) or false, the window in ms. */
+const limit = (def: number): Check<number | false> => orFalse(integer({ min: 1, max: 1_000_000, default: def }))
+const isStore = (v: unknown): boolean => typeof (v as ThrottleStore | null)?.read === 'function' && typeof (v as ThrottleStore).hit === 'function'
+const allowList: Check<LoginThrottleOptions['allowList']> = (value, path) => {
+  if (value === undefined || typeof value === 'function') return value as LoginThrottleOptions['allowList']
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) invalid(path, 'an array of addresses or a function (address) => boolean', value)
+  return Object.freeze([...value])
+}
+
+/** `routes.throttle`: the limits (failed logins per window) or false. */
 export const throttleOptions = orFalse(object({
-  perAccount: orFalse(integer({ min: 1, max: 1_000_000, default: DEFAULT_THROTTLE.perAccount })),
-  perIp: orFalse(integer({ min: 1, max: 1_000_000, default: DEFAULT_THROTTLE.perIp })),
-  timeWindow: ms(DEFAULT_THROTTLE.timeWindow)
-}, { expected: 'false or { perAccount?, perIp?, timeWindow? }' }))
+  perAccountAndIp: limit(DEFAULT_THROTTLE.perAccountAndIp),
+  perAccount: limit(DEFAULT_THROTTLE.perAccount),
+  perIp: limit(DEFAULT_THROTTLE.perIp),
+  timeWindow: ms(DEFAULT_THROTTLE.timeWindow),
+  knownAddressTtl: orFalse(integer({ min: 1, max: 366 * 24 * 3600 * 1000, default: DEFAULT_THROTTLE.knownAddressTtl, unit: 'milliseconds' })),
+  store: optional(satisfies<ThrottleStore>(isStore, 'a throttle store (read and hit), e.g. rateLimitStore(new RedisStore(...))')),
+  allowList
+}, { expected: 'false or { perAccountAndIp?, perAccount?, perIp?, timeWindow?, knownAddressTtl?, store?, allowList? }' }))
 export type ResolvedThrottleOptions = Exclude<Checked<typeof throttleOptions>, false>
 
-type Limiter = ReturnType<FastifyInstance['createRateLimit']>
+const PREFIX = 'login:'
 
-const KEY_PREFIX = 'fastify-token-auth:login:'
-
-/** What Rule.acquire answers for a key on the app's allowList. */
-const ALLOWED = -1
-
-/** Attempts waiting for a slot on one key, beyond which more are refused at once (429). */
-const MAX_WAITING = 1000
-
-interface Slot { running: number, waiting: Array<() => void> }
-
-class Rule {
-  readonly max: number
-  readonly #limit: Limiter
-  readonly #keys = new WeakMap<FastifyRequest, string>()
-  readonly #slots = new Map<string, Slot>()
-
-  constructor (fastify: FastifyInstance, max: number, timeWindow: number) {
-    this.max = max
-    this.#limit = fastify.createRateLimit({
-      max,
-      timeWindow,
-      skipOnError: false,
-      // The key was computed once per request (from the parsed body or the IP) by the throttle.
-      keyGenerator: (request) => this.#keys.get(request) as string
-    })
-  }
-
-  /**
-   * Takes a slot for an attempt on this key: resolves to 0 once taken (call `release`), to ALLOWED
-   * for a key on the app's allowList (nothing taken, nothing to release), or to the seconds to wait
-   * when the key has used up its failures (nothing taken).
-   */
-  async acquire (request: FastifyRequest, key: string): Promise<number> {
-    this.#keys.set(request, key)
-    for (;;) {
-      const state = await this.#limit(request, { increment: false })
-      if (state.isAllowed) return ALLOWED
-      const failures = state.max - state.remaining
-      const slot = this.#slots.get(key) ?? { running: 0, waiting: [] }
-      if (failures >= state.max) {
-        this.#wakeOne(key, slot) // so the waiting ones learn it too
-        return Math.max(1, state.ttlInSeconds)
-      }
-      // No await between the peek above and here: the check and the reservation are one step.
-      if (slot.running < state.max - failures) {
-        slot.running++
-        this.#slots.set(key, slot)
-        return 0
-      }
-      if (slot.waiting.length >= MAX_WAITING) return 1
-      this.#slots.set(key, slot)
-      await new Promise<void>((resolve) => { slot.waiting.push(resolve) })
-    }
-  }
-
-  release (key: string): void {
-    const slot = this.#slots.get(key)
-    if (slot === undefined) return
-    slot.running--
-    this.#wakeOne(key, slot)
-  }
-
-  #wakeOne (key: string, slot: Slot): void {
-    const next = slot.waiting.shift()
-    if (next !== undefined) next()
-    else if (slot.running <= 0) this.#slots.delete(key)
-  }
-
-  async fail (request: FastifyRequest, key: string): Promise<void> {
-    this.#keys.set(request, key)
-    await this.#limit(request)
-  }
-}
-
-/** One login attempt that passed the throttle: call `fail()` if the credentials were wrong, then always `done()`. */
+/** An attempt the throttle lets through: who it is for the password queue, and what to count after. */
 export interface ThrottledAttempt {
-  fail (): Promise<void>
-  done (): void
+  /** The client's keys for the fair share of the password checks. */
+  clients: string[]
+  /** A known address or one without failures: it may use the reserved password slot. */
+  trusted: boolean
+  /** Counts a failure (wrong credentials, refused, timed out) against the pair, the address and the account. */
+  fail: () => Promise<void>
+  /** Remembers the address as one the account logs in from. */
+  succeed: () => Promise<void>
 }
 
-/** What `begin` answers when the attempt must be refused. */
+/** What `begin` answers when the attempt must be refused: seconds until the window ends. */
 export interface Throttled { retryAfter: number }
 
 export class LoginThrottle {
-  readonly #account: Rule | undefined
-  readonly #ip: Rule | undefined
+  readonly #o: ResolvedThrottleOptions
+  readonly #store: ThrottleStore
 
-  /**
-   * @param fastify an instance on which @fastify/rate-limit is registered (`createRateLimit`).
-   */
-  constructor (fastify: FastifyInstance, options: ResolvedThrottleOptions) {
-    this.#account = options.perAccount === false ? undefined : new Rule(fastify, options.perAccount, options.timeWindow)
-    this.#ip = options.perIp === false ? undefined : new Rule(fastify, options.perIp, options.timeWindow)
+  constructor (options: ResolvedThrottleOptions, store: ThrottleStore) {
+    this.#o = options
+    this.#store = store
   }
 
   /**
-   * Checks the limits for this request and, if it may proceed, reserves the attempt.
-   * `account` is the normalized username, or null when the name cannot be an account (no account
-   * limit applies then; the IP limit still does). Rejects when the counter store fails.
+   * Checks the limits for this request. `account` is the normalized login name, or null when the
+   * name cannot be an account (then only the address limit applies). Rejects when the store fails.
    */
   async begin (request: FastifyRequest, account: string | null): Promise<ThrottledAttempt | Throttled> {
-    const keys: Array<[Rule, string]> = []
-    if (this.#account !== undefined && account !== null) keys.push([this.#account, KEY_PREFIX + 'account:' + account])
-    if (this.#ip !== undefined) keys.push([this.#ip, KEY_PREFIX + 'ip:' + normalizeIP(request.ip)])
-    const taken: Array<[Rule, string]> = []
-    const releaseAll = (): void => { for (const [rule, key] of taken.splice(0)) rule.release(key) }
-    try {
-      for (const [rule, key] of keys) {
-        const retryAfter = await rule.acquire(request, key)
-        if (retryAfter > 0) {
-          releaseAll()
-          return { retryAfter }
-        }
-        // An allowlisted key took no slot: releasing one would free another attempt's.
-        if (retryAfter !== ALLOWED) taken.push([rule, key])
-      }
-    } catch (err) {
-      releaseAll()
-      throw err
-    }
+    const o = this.#o
+    const address = normalizeIP(request.ip)
+    const clients = account === null ? [`ip:${address}`] : [`ip:${address}`, `account:${account}`]
+    if (this.#allowed(address)) return { clients, trusted: true, fail: async () => {}, succeed: async () => {} }
+    const ip = `${PREFIX}ip:${address}`
+    const pair = account === null ? undefined : `${PREFIX}pair:${account}|${address}`
+    const acct = account === null ? undefined : `${PREFIX}account:${account}`
+    const known = account === null || o.knownAddressTtl === false ? undefined : `${PREFIX}known:${account}|${address}`
+    const keyed = [ip, pair, acct].filter((k) => k !== undefined).map((key) => ({ key, windowMs: o.timeWindow }))
+    if (known !== undefined) keyed.push({ key: known, windowMs: o.knownAddressTtl as number })
+    const counters = await this.#store.read(keyed)
+    const count = (key: string | undefined): number => key === undefined ? 0 : counters.get(key)?.count ?? 0
+    const refuse = (key: string): Throttled => ({ retryAfter: Math.max(1, Math.ceil((counters.get(key)?.resetMs ?? o.timeWindow) / 1000)) })
+    const isKnown = known !== undefined && counters.has(known)
+    if (o.perIp !== false && count(ip) >= o.perIp) return refuse(ip)
+    if (pair !== undefined && o.perAccountAndIp !== false && count(pair) >= o.perAccountAndIp) return refuse(pair)
+    if (acct !== undefined && !isKnown && o.perAccount !== false && count(acct) >= o.perAccount) return refuse(acct)
+    const failures = [pair, ip, acct].filter((k) => k !== undefined)
     return {
-      async fail () {
-        for (const [rule, key] of keys) await rule.fail(request, key)
-      },
-      done: releaseAll
+      clients,
+      trusted: isKnown || (count(ip) === 0 && count(pair) === 0),
+      fail: async () => { await this.#store.hit(failures, o.timeWindow) },
+      succeed: async () => { if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number) }
     }
+  }
+
+  #allowed (address: string): boolean {
+    const list = this.#o.allowList
+    if (list === undefined) return false
+    return typeof list === 'function' ? list(address) === true : list.includes(address)
   }
 }

@@ -60,10 +60,12 @@ export function startupError (err: unknown, url: string | undefined): unknown {
  * Checks that the database answers and holds every column of the tables the plugin reads (the tokens
  * table and the users' columns it uses). Throws StoreNotReadyError naming what is missing.
  */
-export async function checkStore (db: TokenAuthDatabase, source: UserSource, url: string | undefined): Promise<void> {
+export async function checkStore (db: TokenAuthDatabase, source: UserSource, url: string | undefined, more: readonly PgTable[] = []): Promise<void> {
+  const allColumns = (table: PgTable): string[] => Object.values(getTableConfig(table).columns).map((c) => c.name)
   const wanted = [
-    { table: source.tokens as PgTable, columns: Object.values(getTableConfig(source.tokens).columns).map((c) => c.name) },
-    { table: source.table, columns: [source.id, source.login, source.passwordHash, ...Object.values(source.user)].map((c) => c.name) }
+    { table: source.tokens as PgTable, columns: allColumns(source.tokens) },
+    { table: source.table, columns: [source.id, source.login, source.passwordHash, ...Object.values(source.user)].map((c) => c.name) },
+    ...more.map((table) => ({ table, columns: allColumns(table) }))
   ]
   let rows: Array<{ table_schema: string, table_name: string, column_name: string }>
   try {
@@ -78,7 +80,7 @@ export async function checkStore (db: TokenAuthDatabase, source: UserSource, url
     const config = getTableConfig(table)
     const schema = config.schema ?? 'public'
     const have = new Set(rows.filter((r) => r.table_name === config.name && r.table_schema === schema).map((r) => r.column_name))
-    const ours = source.kind === 'builtin' || table === source.tokens
+    const ours = source.kind === 'builtin' || table !== source.table
     const fix = source.kind === 'builtin'
       ? 'run `fastify-token-auth migrate` (or `await migrate(database)`) first'
       : ours

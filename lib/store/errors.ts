@@ -5,7 +5,7 @@
 
 export type TokenServiceErrorCode =
   | 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS' | 'INVALID_USERNAME'
-  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP' | 'STORE_NOT_READY' | 'MIGRATIONS_NOT_OURS'
+  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'CLIENT_BUSY' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP' | 'STORE_NOT_READY' | 'MIGRATIONS_NOT_OURS'
 
 export class TokenServiceError extends Error {
   readonly code: TokenServiceErrorCode
@@ -69,6 +69,13 @@ export class InvalidPasswordError extends TokenServiceError {
 export class KdfBusyError extends TokenServiceError {
   constructor () {
     super('KDF_BUSY', 'too many password checks are waiting: retry later')
+  }
+}
+
+/** One client (address or account) already has as many password checks running and waiting as it may. */
+export class ClientBusyError extends TokenServiceError {
+  constructor () {
+    super('CLIENT_BUSY', 'too many password checks of this client at once: retry later')
   }
 }
 

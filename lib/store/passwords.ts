@@ -81,6 +81,19 @@ interface ParsedHash { params: PasswordParams, salt: Buffer, key: Buffer }
 
 const HASH_RE = /^scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{22,88})\$([A-Za-z0-9+/]{43})$/
 
+const PARAMS_RE = /^scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$/
+
+/** The scrypt parameters a stored hash was made with (undefined: not one of ours, or out of bounds). */
+export function parseParams (stored: string): PasswordParams | undefined {
+  const m = typeof stored === 'string' ? PARAMS_RE.exec(stored) : null
+  if (m === null) return undefined
+  const params = { ln: Number(m[1]), r: Number(m[2]), p: Number(m[3]) }
+  for (const key of ['ln', 'r', 'p'] as const) {
+    if (params[key] < LIMITS[key][0] || params[key] > LIMITS[key][1]) return undefined
+  }
+  return params
+}
+
 function parseHash (stored: string): ParsedHash | null {
   if (typeof stored !== 'string') return null
   const m = HASH_RE.exec(stored)

@@ -8,6 +8,8 @@
  *   own users table (same type as its id: uuid, text, integer or bigint; ON DELETE CASCADE), for an app
  *   that keeps its users and runs drizzle-kit itself.
  *
+ * - `throttle` and `events`: the login counters and the audit trail, the same for both.
+ *
  * Tokens are stored only as the hex SHA-256 of the whole token string (`token_hash`, unique: the
  * unique index is the lookup index) plus a short visible `hint` for listings (`tat_AbC1`). A revoked
  * token is deleted, not flagged. Usernames are stored normalized (store/usernames.ts).
@@ -17,7 +19,7 @@
 // `.ts` file. The package ships it as CommonJS too, for that hook.
 import { sql } from 'drizzle-orm'
 import {
-  bigint, boolean, index, integer, pgTable, text, timestamp, uuid, type AnyPgColumn, type PgColumnBuilderBase
+  bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid, type AnyPgColumn, type PgColumnBuilderBase
 } from 'drizzle-orm/pg-core'
 
 export const users = pgTable('token_auth_users', {
@@ -71,6 +73,36 @@ type KindOf<C> = C extends { columnType: 'PgUUID' } ? 'uuid'
 
 export const tokens = tokensTable(bigint('user_id', { mode: 'number' }).notNull().references(() => users.id, cascade))
 
+/**
+ * Login throttling counters, shared by every process: one row per key (`pair:`, `ip:`, `account:`,
+ * `known:`), its count and when its window ends. Increments are single upserts (no read-modify-write);
+ * rows whose window ended are deleted by the maintenance job.
+ */
+export const throttle = pgTable('token_auth_throttle', {
+  key: text('key').primaryKey(),
+  count: integer('count').notNull(),
+  resetAt: timestamp('reset_at', { withTimezone: true }).notNull()
+}, (t) => [
+  index('token_auth_throttle_reset_at_idx').on(t.resetAt)
+])
+
+/**
+ * The audit trail (when `events.table` is on): append-only, never a token, a hash or a password.
+ * The user is kept as text, whatever the type of the users' ids.
+ */
+export const events = pgTable('token_auth_events', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+  at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  type: text('type').notNull(),
+  userId: text('user_id'),
+  tokenId: bigint('token_id', { mode: 'number' }),
+  ip: text('ip'),
+  detail: jsonb('detail').notNull().default({})
+}, (t) => [
+  index('token_auth_events_at_idx').on(t.at),
+  index('token_auth_events_user_id_at_idx').on(t.userId, t.at)
+])
+
 /** A tokens table: the plugin's own, or one from tokenAuthTables (its user_id of any supported type). */
 export type TokensTable = ReturnType<typeof tokensTable<ReturnType<Kinds[keyof Kinds]>>>
 
@@ -80,15 +112,22 @@ export type TokensTable = ReturnType<typeof tokensTable<ReturnType<Kinds[keyof K
  * Put the result in your drizzle-kit schema and generate the migration with `drizzle-kit generate`.
  *
  *   export const users = pgTable('users', { id: uuid('id').primaryKey().defaultRandom(), ... })
- *   export const { tokens } = tokenAuthTables(users.id)
+ *   export const { tokens, throttle, events } = tokenAuthTables(users.id)
+ *
+ * `throttle` (the login counters) and `events` (the audit trail) do not depend on the users table;
+ * include them in your schema too.
  */
-export function tokenAuthTables<C extends AnyPgColumn> (userId: C): { tokens: ReturnType<typeof tokensTable<ReturnType<Kinds[KindOf<C['_']>]>>> } {
+export function tokenAuthTables<C extends AnyPgColumn> (userId: C): {
+  tokens: ReturnType<typeof tokensTable<ReturnType<Kinds[KindOf<C['_']>]>>>
+  throttle: typeof throttle
+  events: typeof events
+} {
   const kind = KIND_OF[userId.columnType]
   if (kind === undefined) {
     throw new TypeError(`fastify-token-auth: tokenAuthTables(): a user id of type ${userId.getSQLType()} (${userId.columnType}) is not supported; ` +
       'use uuid, text, varchar, integer, serial or bigint with { mode: "number" }')
   }
-  return { tokens: tokensTable(userIdColumns[kind](() => userId)) as never }
+  return { tokens: tokensTable(userIdColumns[kind](() => userId)) as never, throttle, events }
 }
 
 export type User = typeof users.$inferSelect

@@ -22,9 +22,10 @@ import { activeColumn, isUserId, type UserId, type UserSource } from '../users/u
 import { arrayOf, integer, invalid, object, optional, satisfies, string, type Checked } from '../validate.js'
 import type { TokenAuthDatabase } from './database.js'
 import { InvalidTokenOptionsError, UserExistsError, UserInactiveError, UserNotFoundError, UsersOwnedByAppError } from './errors.js'
-import { defaultKdfConcurrency, KdfQueue } from './kdf-queue.js'
+import { EqualTime } from './equal-time.js'
+import { defaultKdfConcurrency, KdfQueue, type KdfJobOptions } from './kdf-queue.js'
 import { CHANNEL_RE, DEFAULT_NOTIFY_CHANNEL, notifyStatement } from './notify.js'
-import { dummyVerify, hashPassword, needsRehash, PASSWORD_PARAM_LIMITS, type PasswordParams } from './passwords.js'
+import { dummyVerify, hashPassword, needsRehash, parseParams, PASSWORD_PARAM_LIMITS, type PasswordParams } from './passwords.js'
 import { users, type TokensTable } from './schema.js'
 import { DEFAULT_TOKEN_PREFIX, generateToken, hashToken, PREFIX_RE, tokenHint } from './token-format.js'
 import { normalizeUsername } from './usernames.js'
@@ -56,6 +57,7 @@ export const serviceOptions = object({
   passwordParams: object({ ln: param('ln', 17), r: param('r', 8), p: param('p', 1) }),
   notifyChannel: (value: unknown, path: string) => channelOption(value ?? DEFAULT_NOTIFY_CHANNEL, path),
   passwordConcurrency: optional(integer({ min: 1, max: 1024 })),
+  passwordReserved: integer({ min: 0, max: 1024, default: 1 }),
   passwordQueue: integer({ min: 0, max: 100_000, default: 16 })
 })
 export type ResolvedServiceOptions = Checked<typeof serviceOptions>
@@ -73,9 +75,20 @@ export interface TokenServiceOptions {
   notifyChannel?: string
   /** Password derivations at once (default: cores − 1, at least 1); see kdf-queue.ts. */
   passwordConcurrency?: number
+  /** More derivations at once for trusted clients (an address the account logged in from, or with
+   * no failure yet), so that a flood from a few clients cannot hold every slot (default 1). */
+  passwordReserved?: number
   /** Login password checks allowed to wait before the next fails with KdfBusyError (default 16);
    * createUser and setPassword always wait. */
   passwordQueue?: number
+}
+
+/** Who a login comes from, for the fair share of the password checks (see kdf-queue.ts). */
+export interface CredentialsContext {
+  /** The client's keys, e.g. its address and its account. */
+  clients?: readonly string[]
+  /** May use the reserved slots. */
+  trusted?: boolean
 }
 
 /** A user in the service's answers: never the password hash. `username` is the login name. */
@@ -142,7 +155,10 @@ export class TokenService {
   readonly #revokeListeners = new Set<RevokeListener>()
   readonly #userListeners = new Set<UserChangedListener>()
   readonly #kdf: KdfQueue
+  readonly #equalTime = new EqualTime()
   #dummyHash: string | undefined
+  /** The costliest scrypt parameters in use (stored or configured), and when they were read. */
+  #costliest: { params: PasswordParams, readAt: number } | undefined
 
   /**
    * @param database anything with a Drizzle `db` on the store's tables: the result of
@@ -159,7 +175,7 @@ export class TokenService {
     this.passwordParams = { ...o.passwordParams }
     this.users = o.users ?? builtinUsers
     this.#tokens = this.users.tokens
-    this.#kdf = new KdfQueue({ concurrency: o.passwordConcurrency ?? defaultKdfConcurrency(), maxWaiting: o.passwordQueue })
+    this.#kdf = new KdfQueue({ concurrency: o.passwordConcurrency ?? defaultKdfConcurrency(), reserved: o.passwordReserved, maxWaiting: o.passwordQueue })
   }
 
   /**
@@ -189,7 +205,7 @@ export class TokenService {
     const name = normalizeUsername(username)
     const existing = await this.db.select({ id: users.id }).from(users).where(eq(users.username, name)).limit(1)
     if (existing.length > 0) throw new UserExistsError(name)
-    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
+    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), APP_WORK)
     const rows = await this.db.insert(users).values({ username: name, passwordHash })
       .onConflictDoNothing({ target: users.username })
       .returning({ id: users.id, username: users.username })
@@ -204,7 +220,7 @@ export class TokenService {
   async setPassword (username: string, password: string): Promise<void> {
     this.#builtinOnly('setPassword')
     const name = normalizeUsername(username)
-    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
+    const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), APP_WORK)
     const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.username, name)).returning({ id: users.id })
     if (rows.length === 0) throw new UserNotFoundError(name)
   }
@@ -260,16 +276,20 @@ export class TokenService {
 
   /**
    * Checks a login name and password. Unknown user, inactive user and wrong password all give null
-   * after the same password work. On success, for the plugin's own users: updates last_login_at, and
-   * rehashes the password when it was hashed with other parameters than the service's.
+   * after the same time, whatever the cost of the stored hash (equal-time.ts). On success, for the
+   * plugin's own users: updates last_login_at, and rehashes the password when it was hashed with
+   * other parameters than the service's.
+   * @param context who asks, for the fair share of the password checks (kdf-queue.ts); a client
+   *   with too many checks at once gets ClientBusyError, too many waiting in all KdfBusyError.
    */
-  async verifyCredentials (username: string, password: string): Promise<ServiceUser | null> {
+  async verifyCredentials (username: string, password: string, context: CredentialsContext = {}): Promise<ServiceUser | null> {
     const src = this.users
+    const job: KdfJobOptions = { clients: context.clients, trusted: context.trusted }
     let name: string
     try {
       name = src.normalizeLogin(username)
     } catch {
-      await this.#dummyVerify(password)
+      await this.#dummyCheck(password, job)
       return null
     }
     const rows = await this.db.select({
@@ -277,11 +297,14 @@ export class TokenService {
     }).from(src.table).where(eq(src.login, name)).limit(1)
     const row = rows[0] as { id: UserId, username: string, passwordHash: string, active: boolean } | undefined
     if (row === undefined) {
-      await this.#dummyVerify(password)
+      await this.#dummyCheck(password, job)
       return null
     }
-    const ok = await this.#kdf.run(() => src.verifyPassword(password, row.passwordHash))
-    if (!ok || !row.active) return null
+    const { result: ok, ms, key } = await this.#check(job, () => src.verifyPassword(password, row.passwordHash), row.passwordHash)
+    if (!ok || !row.active) {
+      await this.#padFailure(key, ms)
+      return null
+    }
     if (src.kind === 'builtin') await this.#afterBuiltinLogin(row.id as number, row.passwordHash, password)
     return { id: row.id, username: row.username }
   }
@@ -416,15 +439,62 @@ export class TokenService {
     return found[0].id as UserId
   }
 
-  /** The work of a password check against a hash of the right cost, for a user who does not exist. */
-  async #dummyVerify (password: string): Promise<void> {
+  /**
+   * The work of a password check for a user who does not exist, at the costliest cost in use: for the
+   * plugin's own users a scrypt derivation with those parameters; for the app's, its function against
+   * one of its hashes (the answer thrown away). Then padded like a failure.
+   */
+  async #dummyCheck (password: string, job: KdfJobOptions): Promise<void> {
     if (this.users.kind === 'builtin') {
-      await this.#kdf.run(() => dummyVerify(password, this.passwordParams))
+      const params = await this.#costliestParams()
+      const { ms, key } = await this.#check(job, () => dummyVerify(password, params), undefined, params)
+      await this.#padFailure(key, ms)
       return
     }
-    // The app's hashes: verify against one of them (its cost is the app's), the answer thrown away.
     const hash = this.#dummyHash ?? await this.#readDummyHash()
-    if (hash !== undefined) await this.#kdf.run(() => this.users.verifyPassword(password, hash))
+    if (hash === undefined) return // no user at all: there is nobody to tell apart
+    const { ms, key } = await this.#check(job, () => this.users.verifyPassword(password, hash), hash)
+    await this.#padFailure(key, ms)
+  }
+
+  /** Runs one check in a password slot and times it (queueing excluded), under its cost's key. */
+  async #check<T> (job: KdfJobOptions, work: () => Promise<T>, hash: string | undefined, params?: PasswordParams): Promise<{ result: T, ms: number, key: string }> {
+    const key = this.#costKey(hash, params)
+    return await this.#kdf.run(async () => {
+      const start = performance.now()
+      const result = await work()
+      const ms = performance.now() - start
+      this.#equalTime.record(key, ms)
+      return { result, ms, key }
+    }, job)
+  }
+
+  /** The key checks are timed under: scrypt parameters for the plugin's users; one key for the app's. */
+  #costKey (hash: string | undefined, params?: PasswordParams): string {
+    if (this.users.kind !== 'builtin') return 'app'
+    const p = params ?? (hash === undefined ? undefined : parseParams(hash)) ?? this.passwordParams
+    return `ln=${p.ln},r=${p.r},p=${p.p}`
+  }
+
+  /** A failure answers no sooner than a check at the costliest cost (the app's: most of its checks). */
+  async #padFailure (key: string, ms: number): Promise<void> {
+    if (this.users.kind !== 'builtin') return await this.#equalTime.pad('app', ms, 0.9)
+    const costliest = this.#costKey(undefined, await this.#costliestParams())
+    await this.#equalTime.pad(costliest, key === costliest ? Infinity : ms)
+  }
+
+  /** The costliest scrypt parameters among the stored hashes and the service's (read every 10 minutes). */
+  async #costliestParams (): Promise<PasswordParams> {
+    const now = Date.now()
+    if (this.#costliest !== undefined && now - this.#costliest.readAt < 600_000) return this.#costliest.params
+    let params = this.passwordParams
+    const rows = await this.db.selectDistinct({ params: sql<string>`split_part(${users.passwordHash}, '$', 2)` }).from(users)
+    for (const { params: text } of rows) {
+      const p = parseParams(`scrypt$${text}$`)
+      if (p !== undefined && cost(p) > cost(params)) params = p
+    }
+    this.#costliest = { params, readAt: now }
+    return params
   }
 
   async #readDummyHash (): Promise<string | undefined> {
@@ -438,7 +508,7 @@ export class TokenService {
   async #afterBuiltinLogin (id: number, stored: string, password: string): Promise<void> {
     const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
     if (needsRehash(stored, this.passwordParams)) {
-      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), false)
+      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), APP_WORK)
       // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
       set.passwordHash = sql`case when ${users.passwordHash} = ${stored} then ${fresh} else ${users.passwordHash} end`
     }
@@ -476,6 +546,11 @@ export class TokenService {
     }
   }
 }
+
+/** The app's own work (creating users, setting passwords): it waits its turn, never refused. */
+const APP_WORK: KdfJobOptions = { refusable: false }
+
+const cost = (p: PasswordParams): number => 2 ** p.ln * p.r * p.p
 
 function describeRef (user: UserRef): string | number {
   if (typeof user === 'object' && user !== null) return 'id' in user ? user.id : user.username

@@ -1,0 +1,42 @@
+/**
+ * Failed logins take the same time, whatever the cost of the hash behind them: an unknown user, a
+ * wrong password, an inactive user and a user whose hash has another cost than the service's all
+ * answer after the time of one check at the highest cost in use (the unknown user's dummy check runs
+ * at that cost). A check that was quicker (a cheaper hash) is padded with a wait, taken after its
+ * password slot is given back, so the padding costs no capacity.
+ *
+ * The target is the median duration of the recent checks of that cost, measured on the checks
+ * themselves (queueing excluded), so it follows the machine's load.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const SAMPLES = 31
+
+export class EqualTime {
+  readonly #samples = new Map<string, number[]>()
+
+  /** Records how long a check of cost `key` took, in ms. */
+  record (key: string, ms: number): void {
+    let list = this.#samples.get(key)
+    if (list === undefined) {
+      list = []
+      this.#samples.set(key, list)
+    }
+    list.push(ms)
+    if (list.length > SAMPLES) list.shift()
+  }
+
+  /** The duration a failed check should take for cost `key` (undefined: not enough samples yet). */
+  target (key: string, quantile = 0.5): number | undefined {
+    const list = this.#samples.get(key)
+    if (list === undefined || list.length < 3) return undefined
+    const sorted = [...list].sort((a, b) => a - b)
+    return sorted[Math.min(sorted.length - 1, Math.floor(quantile * sorted.length))]
+  }
+
+  /** Waits the rest of `target(key)` after a check that took `tookMs`. */
+  async pad (key: string, tookMs: number, quantile?: number): Promise<void> {
+    const target = this.target(key, quantile)
+    if (target !== undefined && target > tookMs) await sleep(target - tookMs)
+  }
+}
