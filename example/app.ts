@@ -101,7 +101,6 @@ export function banner ({ url, firstUser, dataDir }: BannerOptions): string {
   const cli = 'npx tsx lib/cli/bin.ts'
   const lines: string[] = ['', `fastify-token-auth example server on ${url}`, '']
   const username = firstUser?.username ?? '<username>'
-  const password = firstUser?.password ?? '<password>'
   if (firstUser !== null) {
     lines.push(
       `First start with an empty database: created the user "${firstUser.username}" with the password`,
@@ -113,9 +112,11 @@ export function banner ({ url, firstUser, dataDir }: BannerOptions): string {
     )
   }
   lines.push(
-    'Try it (log in, keep the token, call a protected route):',
+    'Try it in bash or zsh (type the password at the first line: it is not echoed, and it goes to curl',
+    'on its standard input, so it is in neither your shell history nor the process list):',
     '',
-    `  TOKEN=$(curl -s -X POST ${url}/login -H 'content-type: application/json' -d '{"username":"${username}","password":"${password}"}' | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).token')`,
+    '  read -rs PASSWORD',
+    `  TOKEN=$(printf '{"username":"${username}","password":"%s"}' "$PASSWORD" | curl -s -X POST ${url}/login -H 'content-type: application/json' -d @- | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).token')`,
     `  curl -s ${url}/me -H "Authorization: Bearer $TOKEN"`,
     `  curl -s -X POST ${url}/logout -H "Authorization: Bearer $TOKEN"`,
     ''

@@ -17,6 +17,8 @@ export const FST_TOKEN_AUTH_INSUFFICIENT_SCOPE = createError(
   'FST_TOKEN_AUTH_INSUFFICIENT_SCOPE', 'The token lacks a scope this route requires', 403, Error, noStack)
 export const FST_TOKEN_AUTH_UNAVAILABLE = createError(
   'FST_TOKEN_AUTH_UNAVAILABLE', 'Authentication is temporarily unavailable, retry later', 503, Error, noStack)
+export const FST_TOKEN_AUTH_TOO_MANY_INVALID_TOKENS = createError(
+  'FST_TOKEN_AUTH_TOO_MANY_INVALID_TOKENS', 'Too many invalid tokens from this address, retry later', 429, Error, noStack)
 // The login routes. One message for every bad-credentials case, so the answer does not tell an
 // unknown user from a wrong password or a deactivated account.
 export const FST_TOKEN_AUTH_BAD_CREDENTIALS = createError(
@@ -40,6 +42,7 @@ export const errorCodes = {
   FST_TOKEN_AUTH_INVALID_TOKEN,
   FST_TOKEN_AUTH_INSUFFICIENT_SCOPE,
   FST_TOKEN_AUTH_UNAVAILABLE,
+  FST_TOKEN_AUTH_TOO_MANY_INVALID_TOKENS,
   FST_TOKEN_AUTH_BAD_CREDENTIALS,
   FST_TOKEN_AUTH_LOGIN_THROTTLED,
   FST_TOKEN_AUTH_NOT_REVOCABLE,

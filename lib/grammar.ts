@@ -11,8 +11,16 @@ export function isScopeToken (value: unknown): value is string {
   return typeof value === 'string' && value.length <= SCOPE_MAX_LENGTH && SCOPE_TOKEN.test(value)
 }
 
-/** C0 and C1 controls, DEL, and the Unicode line and paragraph separators. */
-// eslint-disable-next-line no-control-regex
-export const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/
-// eslint-disable-next-line no-control-regex
-export const CONTROL_CHARS_GLOBAL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
+/**
+ * Characters a name must not hold: controls (C0, DEL, C1), format characters (bidi overrides and
+ * isolates such as U+202E, zero-width ones such as U+200B, the BOM, soft hyphens), the line and
+ * paragraph separators, and unassigned or private-use code points: what makes a name display as
+ * another, or hide part of itself, when it is printed.
+ */
+export const CONTROL_CHARS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}\p{Cs}]/u
+export const CONTROL_CHARS_GLOBAL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}\p{Cs}]/gu
+
+/** `text` with those characters written as \u{…} escapes, for a terminal or a log. */
+export function printable (text: string): string {
+  return text.replace(CONTROL_CHARS_GLOBAL, (c) => `\\u{${c.codePointAt(0)!.toString(16).padStart(4, '0')}}`)
+}

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import {
-  FST_TOKEN_AUTH_INSUFFICIENT_SCOPE, FST_TOKEN_AUTH_INVALID_REQUEST, FST_TOKEN_AUTH_INVALID_TOKEN, FST_TOKEN_AUTH_MISSING,
+  FST_TOKEN_AUTH_INSUFFICIENT_SCOPE, FST_TOKEN_AUTH_INVALID_REQUEST, FST_TOKEN_AUTH_INVALID_TOKEN, FST_TOKEN_AUTH_MISSING, FST_TOKEN_AUTH_TOO_MANY_INVALID_TOKENS,
   TokenAuthUnavailableError, challenge, retryAfterHeaders, unavailable, withHeaders
 } from './errors.js'
 import { kDetail, kReason, Reason, type ReasonCode, type RequestState } from './reasons.js'
@@ -40,6 +40,8 @@ export function createGuard ({ realm, retryAfter, authName }: GuardOptions): Gua
         return withHeaders(new FST_TOKEN_AUTH_INVALID_TOKEN(), invalidTokenHeaders)
       case Reason.INSUFFICIENT_SCOPE:
         return withHeaders(new FST_TOKEN_AUTH_INSUFFICIENT_SCOPE(), detail as Record<string, string>)
+      case Reason.TOO_MANY_INVALID:
+        return withHeaders(new FST_TOKEN_AUTH_TOO_MANY_INVALID_TOKENS(), retryAfterHeaders(detail as number))
       case Reason.UNAVAILABLE: {
         const own = detail instanceof TokenAuthUnavailableError ? detail.retryAfter : undefined
         return unavailable(own === undefined || own === retryAfter ? unavailableHeaders : retryAfterHeaders(own))

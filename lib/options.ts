@@ -5,6 +5,7 @@
  */
 import { DRIZZLE_OPTIONS } from './providers/drizzle.js'
 import { providerCheck, type TokenAuthProvider } from './providers/provider.js'
+import { invalidTokensOption } from './invalid-tokens.js'
 import { excludeOption } from './route-config.js'
 import { routesOptions } from './routes/options.js'
 import { serviceOptions } from './store/service.js'
@@ -40,6 +41,7 @@ export const pluginOptions = object({
   authDecorator: identifier('auth'),
   userProperty: identifier('user'),
   maxTokenLength: integer({ min: 1, max: 65_536, default: 1024 }),
+  invalidTokens: invalidTokensOption,
   retryAfter: seconds(5, 0, 86_400)
 }, { allow: REGISTER_KEYS, expected: 'an options object' })
 

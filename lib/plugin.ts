@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { FST_TOKEN_AUTH_ALREADY_REGISTERED, logFailure, retryAfterHeaders } from './errors.js'
 import { createGuard } from './guard.js'
+import { InvalidTokenLimiter } from './invalid-tokens.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { ChainTokenAuthProvider } from './providers/chain.js'
 import { DrizzleTokenAuthProvider } from './providers/drizzle.js'
@@ -32,7 +33,12 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
   const provider = combine(store === undefined ? o.provider : [store.provider, ...o.provider])
 
   const guard = createGuard({ realm: o.realm, retryAfter: o.retryAfter, authName: o.authDecorator })
-  const resolver: ResolverContext = { userKey: o.userProperty, maxTokenLength: o.maxTokenLength, onFailure: failureLog() }
+  const resolver: ResolverContext = {
+    userKey: o.userProperty,
+    maxTokenLength: o.maxTokenLength,
+    onFailure: failureLog(),
+    invalidTokens: o.invalidTokens === false ? undefined : new InvalidTokenLimiter(o.invalidTokens)
+  }
   const makeResolver = createResolver.bind(null, resolver)
 
   fastify.decorateRequest(o.userProperty, null)

@@ -17,7 +17,9 @@ export const Reason = {
   INSUFFICIENT_SCOPE: 5,
   /** The resolver never ran: an opted-out route, one registered before the plugin, the 404 handler,
    * a global onRequest guard, a CORS preflight. The guard still says no, as for missing credentials. */
-  NOT_RESOLVED: 6
+  NOT_RESOLVED: 6,
+  /** The client's address sent too many unknown tokens lately (invalid-tokens.ts); the detail is the seconds to wait. */
+  TOO_MANY_INVALID: 7
 } as const
 
 export type ReasonCode = typeof Reason[keyof typeof Reason]

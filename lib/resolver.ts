@@ -5,6 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import { hasDuplicateAuthorization, parseBearer } from './header.js'
+import type { InvalidTokenLimiter } from './invalid-tokens.js'
 import type { TokenAuthProvider } from './providers/provider.js'
 import { kDetail, kReason, Reason, type RequestState } from './reasons.js'
 
@@ -16,6 +17,8 @@ export interface ResolverContext {
   maxTokenLength: number
   /** Called when the provider fails (threw, rejected, or its user object threw). */
   onFailure: (request: FastifyRequest, err: unknown) => void
+  /** Unknown tokens counted per address (undefined: no limit). */
+  invalidTokens: InvalidTokenLimiter | undefined
 }
 
 /**
@@ -23,7 +26,7 @@ export interface ResolverContext {
  * with `scopeHeaders` for the guard to send).
  */
 export function createResolver (ctx: ResolverContext, provider: TokenAuthProvider, scopes?: readonly string[], scopeHeaders?: Record<string, string>): onRequestHookHandler {
-  const { userKey, maxTokenLength, onFailure } = ctx
+  const { userKey, maxTokenLength, onFailure, invalidTokens } = ctx
 
   function fail (request: StatefulRequest, err: unknown): void {
     request[kReason] = Reason.UNAVAILABLE
@@ -38,6 +41,7 @@ export function createResolver (ctx: ResolverContext, provider: TokenAuthProvide
       // provider returns (`false` from `map.has(t) && map.get(t)`), rather than a "yes".
       if (user === null || typeof user !== 'object') {
         request[kReason] = Reason.INVALID_TOKEN
+        invalidTokens?.count(request)
         return
       }
       (request as unknown as Record<string, unknown>)[userKey] = user
@@ -66,6 +70,12 @@ export function createResolver (ctx: ResolverContext, provider: TokenAuthProvide
     const token = parseBearer(value, maxTokenLength)
     if (typeof token !== 'string') {
       request[kReason] = token
+      return next()
+    }
+    const wait = invalidTokens === undefined ? 0 : invalidTokens.blocked(request)
+    if (wait > 0) {
+      request[kReason] = Reason.TOO_MANY_INVALID
+      request[kDetail] = wait
       return next()
     }
     let result

@@ -32,6 +32,9 @@ export interface TokenAuthOptions {
   userProperty?: string
   /** Longest token accepted, in characters; longer is a malformed request. Default 1024. */
   maxTokenLength?: number
+  /** Unknown tokens allowed per client address per window before it gets 429 without a lookup;
+   * `false`: no limit. Default `{ max: 100, timeWindow: 60000 }`. */
+  invalidTokens?: { max?: number, timeWindow?: number, addresses?: number } | false
   /** Seconds sent in `Retry-After` when the provider is unavailable. Default 5. */
   retryAfter?: number
 }

@@ -178,3 +178,18 @@ t.test('the app\'s own users through the config module; --prefix and TOKEN_AUTH_
   t.equal(r.code, 1)
   t.match(r.stderr, /user "nobody@example\.com" does not exist/)
 })
+
+t.test('token list escapes the characters a terminal would hide or reorder (a name stored before they were refused)', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, database, service } = await freshDatabase(t)
+  const { id } = await service.createUser('mallory', 'pw')
+  await service.issueToken(id, { name: 'x' })
+  await query(database, "update token_auth_tokens set name = 'invoice\u202Efdp.exe'")
+  const cwd = tempDir(t)
+  let r = await cliInProcess(['token', 'list', 'mallory'], { cwd, env: { DATABASE_URL: url } })
+  t.notOk(r.stdout.includes('\u202E'), 'no raw U+202E in the table')
+  t.match(r.stdout, /invoice\\u\{202e\}fdp\.exe/, 'written as an escape')
+  r = await cliInProcess(['token', 'list', 'mallory', '--json'], { cwd, env: { DATABASE_URL: url } })
+  t.notOk(r.stdout.includes('\u202E'), 'nor in the JSON')
+  t.equal(JSON.parse(r.stdout)[0].name, 'invoice\u202Efdp.exe', 'which is still the same name, as JSON')
+})

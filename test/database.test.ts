@@ -3,7 +3,7 @@ import t from 'tap'
 // on-disk PGlite (initdb) is slow on a loaded machine
 t.setTimeout(300_000)
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path'
 import { createDatabase, ping } from '../lib/store/database.js'
 import { EmbeddedDatabaseBusyError } from '../lib/store/errors.js'
@@ -155,4 +155,47 @@ t.test('in-memory PGlite and channel names', async (t) => {
   t.pass('unlisten after close does not throw')
   t.equal(validateChannel('token_auth_revoked'), 'token_auth_revoked')
   for (const bad of ['', 'A', '1a', 'a-b', 'a'.repeat(64), 'a b']) t.throws(() => validateChannel(bad), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'channel' }, JSON.stringify(bad))
+})
+
+t.test('the embedded database\'s directory is private: 0700, its files unreadable by others, repaired at open', async (t) => {
+  const dataDir = path.join(t.testdir({}), 'fresh')
+  const first = await createDatabase(undefined, { dataDir })
+  await migrate(first)
+  await first.close()
+  t.equal(statSync(dataDir).mode & 0o777, 0o700, 'created 0700')
+  // Loosened by hand (a copy, a umask of 000...): repaired on the next open.
+  chmodSync(dataDir, 0o755)
+  const stray = path.join(dataDir, 'base')
+  chmodSync(stray, 0o777)
+  const file = readdirSync(path.join(dataDir, 'global')).map((f) => path.join(dataDir, 'global', f)).find((f) => statSync(f).isFile())!
+  chmodSync(file, 0o666)
+  const again = await createDatabase(undefined, { dataDir })
+  try {
+    t.equal(statSync(dataDir).mode & 0o777, 0o700, 'the directory is 0700 again')
+    t.equal(statSync(stray).mode & 0o077, 0, 'a subdirectory lost its group and other bits')
+    t.equal(statSync(file).mode & 0o077, 0, 'so did a file')
+  } finally {
+    await again.close()
+  }
+  const loose = (readdirSync(dataDir, { recursive: true }) as string[]).filter((f) => (lstatSync(path.join(dataDir, f)).mode & 0o077) !== 0 && !lstatSync(path.join(dataDir, f)).isSymbolicLink())
+  t.same(loose, [], 'after close, nothing in it is readable by group or others (the files PGlite made meanwhile included)')
+})
+
+t.test('taking over a stale lock is atomic: of six processes at once, one opens the directory', async (t) => {
+  const dataDir = path.join(t.testdir({}), 'contended')
+  mkdirSync(dataDir, { recursive: true })
+  writeFileSync(path.join(dataDir, 'LOCK'), `${await exitedPid()}\n`) // left by a dead process
+  const lib = new URL('../lib/store/database.ts', import.meta.url).href
+  const script = `const { createDatabase } = await import(${JSON.stringify(lib)})
+    try { const db = await createDatabase(undefined, { dataDir: ${JSON.stringify(dataDir)} }); process.stdout.write('opened'); await new Promise((r) => setTimeout(r, 3000)); await db.close() }
+    catch (err) { process.stdout.write(err.name) }`
+  const tsx = (await import('node:module')).createRequire(import.meta.url).resolve('tsx')
+  const results = await Promise.all(Array.from({ length: 6 }, () => new Promise<string>((resolve) => {
+    const child = spawn(process.execPath, ['--import', tsx, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+    child.on('close', () => resolve(out))
+  })))
+  t.equal(results.filter((r) => r === 'opened').length, 1, `one opened it: ${results.join(', ')}`)
+  t.equal(results.filter((r) => r === 'EmbeddedDatabaseBusyError').length, 5, 'the others were told it is busy')
 })

@@ -135,12 +135,13 @@ t.test('npm start (example/server.ts) on the embedded database', async (t) => {
   t.match(await res.json(), { username: 'admin' })
 
   // The curl lines, exactly as printed, in a shell.
-  const lines = out.split('\n').filter((l) => /^ {2}(TOKEN=\$\(curl|curl -s http\S+\/me )/.test(l)).map((l) => l.trim())
-  t.equal(lines.length, 2, 'the banner has the login and /me curl lines')
+  const lines = out.split('\n').filter((l) => /^ {2}(read -rs PASSWORD|TOKEN=\$\(printf|curl -s http\S+\/me )/.test(l)).map((l) => l.trim())
+  t.equal(lines.length, 3, 'the banner has the password prompt, the login and the /me curl lines')
+  t.notOk(lines.join('\n').includes(password!), 'no password in the suggested commands (not in argv, not in shell history)')
   if (spawnSync('curl', ['--version']).status !== 0) {
     t.comment('curl is not installed: the printed lines were not run')
   } else {
-    const sh = spawnSync('sh', ['-c', lines.join('\n')], { encoding: 'utf8', timeout: 60_000 })
+    const sh = spawnSync('bash', ['-c', lines.join('\n')], { encoding: 'utf8', timeout: 60_000, input: `${password!}\n` })
     t.equal(sh.status, 0, 'the printed curl lines run')
     t.match(JSON.parse(sh.stdout), { username: 'admin' }, 'and /me answers with the user')
   }
@@ -173,7 +174,7 @@ t.test('npm start (example/server.ts) on the embedded database', async (t) => {
   const out2 = await banner(again)
   t.notMatch(out2, /created the user/, 'second start: no new user')
   t.notOk(out2.includes(password!), 'and the password is not printed again')
-  t.match(out2, /"username":"<username>","password":"<password>"/, 'the curl lines have placeholders')
+  t.match(out2, /"username":"<username>","password":"%s"/, 'the curl lines have a placeholder for the username')
   const url2 = /example server on (http:\/\/127\.0\.0\.1:\d+)/.exec(out2)?.[1]
   res = await fetch(`${url2}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) })
   t.equal(res.status, 200, 'the admin password still works after a restart')

@@ -36,7 +36,7 @@ t.test('migrations apply to an empty database; a second run changes nothing', as
     "select table_name from information_schema.tables where table_schema = 'public' order by 1")).map((r) => r.table_name)
   t.same(await tables(), [], 'empty at first')
   await migrate(database)
-  t.same(await tables(), ['token_auth_tokens', 'token_auth_users'])
+  t.same(await tables(), ['token_auth_events', 'token_auth_throttle', 'token_auth_tokens', 'token_auth_users'])
   const first = await describeSchema(database)
   t.equal((first as { journal: unknown[] }).journal.length, readdirSync(MIGRATIONS_FOLDER).filter((f) => f.endsWith('.sql')).length,
     'one journal row per migration file')

@@ -84,7 +84,7 @@ t.test('the plugin registered twice gets a clear error', async (t) => {
 t.test('a misspelt option is refused, not ignored', async (t) => {
   const provider = { getUser: () => null }
   await t.rejects(async () => { await Fastify().register(tokenAuth, { provider, rotues: false } as never) },
-    { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'rotues', message: /unknown option rotues \(known: provider, database, drizzle, service, routes, realm,/ })
+    { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option: 'rotues', message: /unknown option rotues \(known: provider, database, drizzle, service, routes, global, exclude, realm,/ })
   // Fastify's own register() options come in the same object and are fine.
   const app = Fastify()
   await app.register(tokenAuth, { provider, prefix: '/api', logLevel: 'warn' } as never)

@@ -289,3 +289,14 @@ t.test('issueToken racing deactivateUser leaves no usable token', async (t) => {
   t.equal((await query(database, 'select count(*)::int as n from token_auth_tokens t join token_auth_users u on u.id = t.user_id where u.active'))[0].n, 0)
   t.equal((await query(database, 'select count(*)::int as n from token_auth_tokens'))[0].n, 0, 'no token of the deactivated user survives')
 })
+
+t.test('bidi, zero-width and other format characters are refused in usernames and token names', async (t) => {
+  const { service } = await freshDatabase(t)
+  const { id } = await service.createUser('plain', PW)
+  for (const bad of ['ad\u202Emin', 'ad\u200Bmin', '\uFEFFadmin', 'ad\u2066min', 'soft\u00ADhyphen', 'priv\uE000ate']) {
+    await t.rejects(service.createUser(bad, PW), { code: 'INVALID_USERNAME', message: /control, format \(bidi, zero-width\) or unassigned/ }, JSON.stringify(bad))
+    await t.rejects(service.issueToken(id, { name: bad }), { code: 'INVALID_TOKEN_OPTIONS', message: /token name must not contain control, format/ }, JSON.stringify(bad))
+  }
+  t.ok(await service.createUser('émile', PW), 'letters of any script are fine')
+  t.ok(await service.issueToken(id, { name: 'Émile’s phone 📱' }), 'and emoji in a token name')
+})

@@ -2,6 +2,7 @@
  * The CLI's commands: a table of small functions, each given the service, the database and where to
  * write, so each can be run (and tested) in process. Every read and write goes through TokenService.
  */
+import { CONTROL_CHARS_GLOBAL, printable } from '../grammar.js'
 import { migrate } from '../store/migrate.js'
 import type { Database } from '../store/database.js'
 import { UserExistsError, UserNotFoundError } from '../store/errors.js'
@@ -90,7 +91,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     options: ['json', 'id'],
     async run ({ service, out, user }, [arg], values) {
       const list = await service.listTokens(user(arg))
-      out(values.json === true ? JSON.stringify(list.map(tokenJson), null, 2) : tokenTable(list))
+      out(values.json === true ? safeJson(list.map(tokenJson)) : tokenTable(list))
     }
   },
   'token revoke': {
@@ -147,6 +148,14 @@ export function parseId (text: string): number {
   return n
 }
 
+/** JSON with the characters a terminal would hide or reorder written as \u escapes (still valid JSON). */
+function safeJson (value: unknown): string {
+  // JSON.stringify escapes C0 controls in strings already; its own line breaks are left alone.
+  return JSON.stringify(value, null, 2).replace(CONTROL_CHARS_GLOBAL, (c) => c === '\n'
+    ? c
+    : Array.from({ length: c.length }, (_, i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''))
+}
+
 function isoDate (d: Date | null): string | null {
   return d === null ? null : d.toISOString()
 }
@@ -172,7 +181,7 @@ function tokenTable (list: TokenInfo[]): string {
   const rows = [['ID', 'NAME', 'TOKEN', 'SCOPES', 'CREATED', 'LAST USED', 'EXPIRES']]
   for (const t of list) {
     rows.push([
-      String(t.id), t.name === '' ? '-' : t.name, `${t.hint}...`, t.scopes.length === 0 ? '-' : t.scopes.join(','),
+      String(t.id), t.name === '' ? '-' : printable(t.name), `${printable(t.hint)}...`, t.scopes.length === 0 ? '-' : t.scopes.join(','),
       shortDate(t.createdAt, '-'), shortDate(t.lastUsedAt, 'never'), shortDate(t.expiresAt, 'never')
     ])
   }

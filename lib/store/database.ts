@@ -165,7 +165,7 @@ async function createPglite (opts: ResolvedDatabaseOptions): Promise<Database> {
   let releaseLock = (): void => {}
   if (opts.pglite === undefined && !opts.memory) {
     dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR)
-    releaseLock = acquireLock(dataDir)
+    releaseLock = await acquireLock(dataDir)
   }
   let pg: PGlite
   try {

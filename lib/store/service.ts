@@ -561,7 +561,7 @@ function checkName (name: string | undefined): string {
   if (name === undefined) return ''
   if (typeof name !== 'string') throw new InvalidTokenOptionsError('token name must be a string')
   if (name.length > TOKEN_NAME_MAX_LENGTH) throw new InvalidTokenOptionsError(`token name must be at most ${TOKEN_NAME_MAX_LENGTH} characters long`)
-  if (CONTROL_CHARS.test(name)) throw new InvalidTokenOptionsError('token name must not contain control characters')
+  if (CONTROL_CHARS.test(name)) throw new InvalidTokenOptionsError('token name must not contain control, format (bidi, zero-width) or unassigned characters')
   return name
 }
 

@@ -18,7 +18,7 @@ export function normalizeUsername (username: string): string {
     throw new InvalidUsernameError(`username must be at most ${USERNAME_MAX_LENGTH} characters long`)
   }
   if (CONTROL_CHARS.test(normalized)) {
-    throw new InvalidUsernameError('username must not contain control characters')
+    throw new InvalidUsernameError('username must not contain control, format (bidi, zero-width) or unassigned characters')
   }
   if (normalized.trim() !== normalized) {
     throw new InvalidUsernameError('username must not start or end with whitespace')
