@@ -25,6 +25,16 @@ export const FST_TOKEN_AUTH_BAD_CREDENTIALS = createError(
   'FST_TOKEN_AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401, Error, noStack)
 export const FST_TOKEN_AUTH_LOGIN_THROTTLED = createError(
   'FST_TOKEN_AUTH_LOGIN_THROTTLED', 'Too many failed login attempts, retry later', 429, Error, noStack)
+/** The token routes: a token that is not the caller's, or does not exist (ids do not leak). */
+export const FST_TOKEN_AUTH_TOKEN_NOT_FOUND = createError(
+  'FST_TOKEN_AUTH_TOKEN_NOT_FOUND', 'No such token', 404, Error, noStack)
+/** The user holds as many live tokens as the server allows (service.maxTokensPerUser). */
+export const FST_TOKEN_AUTH_TOKEN_LIMIT = createError(
+  'FST_TOKEN_AUTH_TOKEN_LIMIT', 'Too many tokens: revoke one first', 403, Error, noStack)
+/** The token routes: a request the store refuses (a lifetime over the server's maximum, a new
+ * password that breaks the rules); the message says what. */
+export const FST_TOKEN_AUTH_BAD_REQUEST = createError(
+  'FST_TOKEN_AUTH_BAD_REQUEST', '%s', 400, Error, noStack)
 export const FST_TOKEN_AUTH_NOT_REVOCABLE = createError(
   'FST_TOKEN_AUTH_NOT_REVOCABLE', 'This token does not come from the token store and cannot be logged out', 403, Error, noStack)
 
@@ -46,6 +56,9 @@ export const errorCodes = {
   FST_TOKEN_AUTH_BAD_CREDENTIALS,
   FST_TOKEN_AUTH_LOGIN_THROTTLED,
   FST_TOKEN_AUTH_NOT_REVOCABLE,
+  FST_TOKEN_AUTH_TOKEN_NOT_FOUND,
+  FST_TOKEN_AUTH_TOKEN_LIMIT,
+  FST_TOKEN_AUTH_BAD_REQUEST,
   FST_TOKEN_AUTH_INVALID_OPTION,
   FST_TOKEN_AUTH_ALREADY_REGISTERED
 }

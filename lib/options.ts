@@ -10,7 +10,7 @@ import { excludeOption } from './route-config.js'
 import { routesOptions } from './routes/options.js'
 import { serviceOptions } from './store/service.js'
 import type { TokenAuthOptions } from './types.js'
-import { bool, integer, invalid, object, optional, optionError, satisfies, seconds, string, type Check, type Checked } from './validate.js'
+import { bool, integer, invalid, ms, object, optional, optionError, orFalse, satisfies, seconds, string, type Check, type Checked } from './validate.js'
 
 // What Fastify's register() itself takes, passed along in the same object.
 const REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
@@ -42,6 +42,7 @@ export const pluginOptions = object({
   userProperty: identifier('user'),
   maxTokenLength: integer({ min: 1, max: 65_536, default: 1024 }),
   invalidTokens: invalidTokensOption,
+  maintenance: orFalse(object({ interval: ms(600_000, 1000) })),
   retryAfter: seconds(5, 0, 86_400)
 }, { allow: REGISTER_KEYS, expected: 'an options object' })
 
@@ -51,5 +52,8 @@ export function resolveOptions (opts: TokenAuthOptions | undefined): ResolvedOpt
   const o = pluginOptions(opts, '')
   if (o.provider.length === 0 && o.database === undefined) invalid('provider', 'given (or `database`): the plugin needs somewhere to resolve tokens', opts?.provider)
   if (o.exclude.length > 0 && !o.global) throw optionError('exclude', 'option exclude is for global mode: set global: true as well (without it, only the routes that ask are guarded)')
+  if (o.service.slidingExpiry !== false && o.drizzle.lastUsedInterval === false) {
+    throw optionError('service.slidingExpiry', 'option service.slidingExpiry needs drizzle.lastUsedInterval: the expiry moves forward when last_used_at is written')
+  }
   return o
 }

@@ -6,6 +6,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import { hasDuplicateAuthorization, parseBearer } from './header.js'
 import type { InvalidTokenLimiter } from './invalid-tokens.js'
+import type { Metrics } from './metrics.js'
 import type { TokenAuthProvider } from './providers/provider.js'
 import { kDetail, kReason, Reason, type RequestState } from './reasons.js'
 
@@ -19,6 +20,8 @@ export interface ResolverContext {
   onFailure: (request: FastifyRequest, err: unknown) => void
   /** Unknown tokens counted per address (undefined: no limit). */
   invalidTokens: InvalidTokenLimiter | undefined
+  /** Counters of what the resolver decided (metrics.ts). */
+  requests: Metrics['requests']
 }
 
 /**
@@ -26,9 +29,10 @@ export interface ResolverContext {
  * with `scopeHeaders` for the guard to send).
  */
 export function createResolver (ctx: ResolverContext, provider: TokenAuthProvider, scopes?: readonly string[], scopeHeaders?: Record<string, string>): onRequestHookHandler {
-  const { userKey, maxTokenLength, onFailure, invalidTokens } = ctx
+  const { userKey, maxTokenLength, onFailure, invalidTokens, requests } = ctx
 
   function fail (request: StatefulRequest, err: unknown): void {
+    requests.unavailable++
     request[kReason] = Reason.UNAVAILABLE
     request[kDetail] = err
     onFailure(request, err)
@@ -40,14 +44,17 @@ export function createResolver (ctx: ResolverContext, provider: TokenAuthProvide
       // Only an object is a user: null and undefined are "unknown", and so is anything else a careless
       // provider returns (`false` from `map.has(t) && map.get(t)`), rather than a "yes".
       if (user === null || typeof user !== 'object') {
+        requests.invalid++
         request[kReason] = Reason.INVALID_TOKEN
         invalidTokens?.count(request)
         return
       }
       (request as unknown as Record<string, unknown>)[userKey] = user
       if (scopes === undefined || hasScopes(user, scopes)) {
+        requests.accepted++
         request[kReason] = Reason.OK
       } else {
+        requests.forbidden++
         request[kReason] = Reason.INSUFFICIENT_SCOPE
         request[kDetail] = scopeHeaders
       }
@@ -64,16 +71,20 @@ export function createResolver (ctx: ResolverContext, provider: TokenAuthProvide
     const value = raw.headers.authorization
     // Two credentials are ambiguous whatever their schemes (Node keeps only the first in `headers`).
     if (value !== undefined && hasDuplicateAuthorization(raw.rawHeaders)) {
+      requests.malformed++
       request[kReason] = Reason.MALFORMED
       return next()
     }
     const token = parseBearer(value, maxTokenLength)
     if (typeof token !== 'string') {
+      if (token === Reason.MISSING) requests.missing++
+      else requests.malformed++
       request[kReason] = token
       return next()
     }
     const wait = invalidTokens === undefined ? 0 : invalidTokens.blocked(request)
     if (wait > 0) {
+      requests.tooManyInvalid++
       request[kReason] = Reason.TOO_MANY_INVALID
       request[kDetail] = wait
       return next()

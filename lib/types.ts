@@ -5,6 +5,8 @@ import type { TokenAuthProvider, TokenAuthUser } from './providers/provider.js'
 import type { LoginRoutesOptions } from './routes/options.js'
 import type { ListenFn, TokenAuthDatabase } from './store/database.js'
 import type { TokenService, TokenServiceOptions } from './store/service.js'
+import type { Maintenance } from './store/maintenance.js'
+import type { MetricsSnapshot } from './metrics.js'
 
 export interface TokenAuthOptions {
   /** Where tokens are resolved; an array is tried in order (see ChainTokenAuthProvider). With
@@ -35,6 +37,9 @@ export interface TokenAuthOptions {
   /** Unknown tokens allowed per client address per window before it gets 429 without a lookup;
    * `false`: no limit. Default `{ max: 100, timeWindow: 60000 }`. */
   invalidTokens?: { max?: number, timeWindow?: number, addresses?: number } | false
+  /** The server's housekeeping with `database`: expired tokens pruned, ended throttle windows and old
+   * events deleted, every `interval` ms, one process at a time. Default `{ interval: 600000 }`; `false`: none. */
+  maintenance?: { interval?: number } | false
   /** Seconds sent in `Retry-After` when the provider is unavailable. Default 5. */
   retryAfter?: number
 }
@@ -56,12 +61,16 @@ export type TokenAuthRouteConfig = false | {
   provider?: TokenAuthProvider
 }
 
-/** `fastify.tokenAuth`: the store the plugin made on its `database`, or nulls without one. */
+/** `fastify.tokenAuth`: the store the plugin made on its `database` (nulls without one), and its counters. */
 export interface TokenAuthDecorator {
   /** The TokenService on `database`; null when the plugin was given no `database`. */
   readonly service: TokenService | null
   /** The database provider on `database`; null when the plugin was given no `database`. */
   readonly provider: DrizzleTokenAuthProvider | null
+  /** The housekeeping rounds (pruning expired tokens...), `run()` for one now; null without `database` or with `maintenance: false`. */
+  readonly maintenance: Maintenance | null
+  /** The counters so far: logins, requests by outcome, cache and lookups, tokens (metrics.ts). */
+  metrics: () => MetricsSnapshot
 }
 
 /**

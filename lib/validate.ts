@@ -97,6 +97,11 @@ export function orFalse<T> (check: Check<T>): Check<T | false> {
   return wraps(check, (value, path) => value === false ? false : check(value, path))
 }
 
+/** Off unless given: not given (undefined) or `false` is false; anything else is checked by `check`. */
+export function offByDefault<T> (check: Check<T>): Check<T | false> {
+  return wraps(check, (value, path) => value === undefined || value === false ? false : check(value, path))
+}
+
 /** Not given (undefined) stays undefined; anything else is checked by `check`. */
 export function optional<T> (check: Check<T>): Check<T | undefined> {
   return wraps(check, (value, path) => value === undefined ? undefined : check(value, path))

@@ -4,7 +4,8 @@ import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
 import { checkTokenFormat, hashToken } from '../store/token-format.js'
-import { ms, object, optional, orFalse, satisfies } from '../validate.js'
+import type { Metrics } from '../metrics.js'
+import { ms, object, optional, optionError, orFalse, satisfies } from '../validate.js'
 import { activeColumn, type UserId, type UserSource } from '../users/user-source.js'
 import type { TokenAuthProvider, TokenAuthUser } from './provider.js'
 import { cacheOptions, TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
@@ -58,6 +59,7 @@ function buildLookup (db: TokenAuthDatabase, source: UserSource) {
     scopes: tokens.scopes,
     expiresAt: tokens.expiresAt,
     lastUsedAt: tokens.lastUsedAt,
+    createdAt: tokens.createdAt,
     active: activeColumn(source),
     user: source.user
   }).from(tokens)
@@ -80,6 +82,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   readonly #cache: TokenCache
   readonly #lastUsedInterval: number
   readonly #queryTimeout: number
+  readonly #sliding: boolean
+  readonly #metrics: Metrics['lookups']
   readonly #pendingLastUsed = new Set<number>()
   readonly #inflight = new Map<string, Promise<TokenAuthUser | null>>()
   /** The user objects this provider made: only those came from the store (see `owns`). */
@@ -96,6 +100,11 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     this.#cache = new TokenCache(options.cache)
     this.#lastUsedInterval = options.lastUsedInterval === false ? Infinity : options.lastUsedInterval
     this.#queryTimeout = options.queryTimeout
+    this.#sliding = this.#service.options.slidingExpiry !== false
+    this.#metrics = this.#service.metrics.lookups
+    if (this.#sliding && options.lastUsedInterval === false) {
+      throw optionError('lastUsedInterval', 'option slidingExpiry needs lastUsedInterval: the expiry moves when last_used_at is written')
+    }
 
     this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
     this.#unsubscribe.push(this.#service.onUserChanged((userId) => this.invalidateUser(userId)))
@@ -126,13 +135,18 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     if (!this.#hasFormat(token)) return null
     const hash = hashToken(token)
     const hit = this.#cache.get(hash)
-    if (hit === null) return null
+    if (hit === null) {
+      this.#metrics.negativeHits++
+      return null
+    }
     if (hit !== undefined) {
+      this.#metrics.cacheHits++
       const now = Date.now()
       if (hit.expiresAt !== null && hit.expiresAt <= now) return null
       this.#touch(hit, now)
       return hit.user
     }
+    this.#metrics.cacheMisses++
     // Requests for the same token while its lookup is in flight share it (a cold burst is one query).
     let pending = this.#inflight.get(hash)
     if (pending === undefined) {
@@ -148,6 +162,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
   async #fetch (hash: string): Promise<TokenAuthUser | null> {
     const epoch = this.#cache.epoch
+    this.#metrics.queries++
     try {
       const rows = await withTimeout(this.#lookup.execute({ hash }), this.#queryTimeout,
         () => new TokenAuthUnavailableError(`token lookup took over ${this.#queryTimeout} ms`))
@@ -161,11 +176,13 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
       const user = Object.freeze({ ...row.user, tokenId: row.tokenId, scopes: Object.freeze(row.scopes) })
       this.#made.add(user)
       const entry: CachedToken = {
+        hash,
         user: user as unknown as TokenAuthUser,
         userKey: String(row.userId),
         tokenId: row.tokenId,
         expiresAt: row.expiresAt === null ? null : row.expiresAt.getTime(),
-        lastUsedAt: row.lastUsedAt === null ? 0 : row.lastUsedAt.getTime()
+        lastUsedAt: row.lastUsedAt === null ? 0 : row.lastUsedAt.getTime(),
+        createdAt: row.createdAt.getTime()
       }
       // A revocation that landed while we were asking may concern this very token: don't keep it.
       if (epoch === this.#cache.epoch) this.#cache.set(hash, entry, now)
@@ -179,6 +196,11 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   #touch (entry: CachedToken, now: number): void {
     if (now - entry.lastUsedAt < this.#lastUsedInterval) return
     entry.lastUsedAt = now
+    if (this.#sliding && entry.expiresAt !== null) {
+      // The expiry moves forward here at once (and in the database with the next flush).
+      entry.expiresAt = this.#service.slidExpiry(entry.expiresAt, entry.createdAt, now)
+      this.#cache.set(entry.hash, entry, now)
+    }
     if (this.#pendingLastUsed.size < 100_000) this.#pendingLastUsed.add(entry.tokenId)
   }
 

@@ -23,12 +23,16 @@ export const cacheOptions = orFalse(object({
 export type ResolvedCacheOptions = Checked<typeof cacheOptions>
 
 export interface CachedToken {
+  /** The token's hash: its key here. */
+  hash: string
   user: TokenAuthUser
   /** The user's id as a string, to forget all of a user's tokens at once. */
   userKey: string
   tokenId: number
   /** ms since epoch, or null: never expires. */
   expiresAt: number | null
+  /** ms since epoch, when the token was made (the cap of a sliding expiry). */
+  createdAt: number
   /** ms since epoch of the last `last_used_at` write we know of (0: never). */
   lastUsedAt: number
 }

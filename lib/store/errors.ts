@@ -5,7 +5,7 @@
 
 export type TokenServiceErrorCode =
   | 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS' | 'INVALID_USERNAME'
-  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'CLIENT_BUSY' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP' | 'STORE_NOT_READY' | 'MIGRATIONS_NOT_OURS'
+  | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'CLIENT_BUSY' | 'TOKEN_LIMIT' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP' | 'STORE_NOT_READY' | 'MIGRATIONS_NOT_OURS'
 
 export class TokenServiceError extends Error {
   readonly code: TokenServiceErrorCode
@@ -41,6 +41,13 @@ export class UsersOwnedByAppError extends TokenServiceError {
   constructor (method: string) {
     super('USERS_OWNED_BY_APP', `${method}: the users are the app's own (appUsers): create, change and deactivate them in the app, ` +
       'then call service.userChanged(id) so that cached tokens are checked again')
+  }
+}
+
+/** The user holds as many live tokens as the service allows (maxTokensPerUser, onTokenLimit 'refuse'). */
+export class TokenLimitError extends TokenServiceError {
+  constructor (user: string | number, limit: number) {
+    super('TOKEN_LIMIT', `user ${describeUser(user)} already holds ${limit} live tokens, the most allowed: revoke one first`)
   }
 }
 

@@ -15,18 +15,20 @@
  * before the returned promise resolves, it calls the `onRevoke` listeners synchronously. Caches use
  * both: `onRevoke` in this process, LISTEN (see `Database.listen`) in every other.
  */
-import { and, eq, inArray, lte, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull, lte, ne, or, sql, type SQL } from 'drizzle-orm'
 import { CONTROL_CHARS, isScopeToken, SCOPE_MAX_LENGTH } from '../grammar.js'
 import { builtinUsers } from '../users/builtin.js'
 import { activeColumn, isUserId, type UserId, type UserSource } from '../users/user-source.js'
-import { arrayOf, integer, invalid, object, optional, satisfies, string, type Checked } from '../validate.js'
+import { arrayOf, bool, integer, invalid, nullable, object, offByDefault, oneOf, optional, orFalse, satisfies, seconds, string, type Checked } from '../validate.js'
+import { EventLog, type TokenAuthEventType } from '../events.js'
+import { Metrics } from '../metrics.js'
 import type { TokenAuthDatabase } from './database.js'
-import { InvalidTokenOptionsError, UserExistsError, UserInactiveError, UserNotFoundError, UsersOwnedByAppError } from './errors.js'
+import { InvalidTokenOptionsError, TokenLimitError, UserExistsError, UserInactiveError, UserNotFoundError, UsersOwnedByAppError } from './errors.js'
 import { EqualTime } from './equal-time.js'
 import { defaultKdfConcurrency, KdfQueue, type KdfJobOptions } from './kdf-queue.js'
 import { CHANNEL_RE, DEFAULT_NOTIFY_CHANNEL, notifyStatement } from './notify.js'
 import { dummyVerify, hashPassword, needsRehash, parseParams, PASSWORD_PARAM_LIMITS, type PasswordParams } from './passwords.js'
-import { users, type TokensTable } from './schema.js'
+import { events as eventsTable, users, type TokensTable } from './schema.js'
 import { DEFAULT_TOKEN_PREFIX, generateToken, hashToken, PREFIX_RE, tokenHint } from './token-format.js'
 import { normalizeUsername } from './usernames.js'
 
@@ -58,7 +60,16 @@ export const serviceOptions = object({
   notifyChannel: (value: unknown, path: string) => channelOption(value ?? DEFAULT_NOTIFY_CHANNEL, path),
   passwordConcurrency: optional(integer({ min: 1, max: 1024 })),
   passwordReserved: integer({ min: 0, max: 1024, default: 1 }),
-  passwordQueue: integer({ min: 0, max: 100_000, default: 16 })
+  passwordQueue: integer({ min: 0, max: 100_000, default: 16 }),
+  maxTokensPerUser: orFalse(integer({ min: 1, max: 1_000_000, default: 100 })),
+  onTokenLimit: oneOf(['refuse', 'revokeOldest'] as const, 'refuse'),
+  maxTokenLifetime: nullable(seconds(undefined, 1, MAX_EXPIRES_IN)),
+  slidingExpiry: offByDefault(seconds(undefined, 1, MAX_EXPIRES_IN)),
+  revokeOnPasswordChange: bool(true),
+  events: object({
+    table: bool(false),
+    retention: orFalse(seconds(90 * 24 * 3600, 1, MAX_EXPIRES_IN))
+  })
 })
 export type ResolvedServiceOptions = Checked<typeof serviceOptions>
 
@@ -81,6 +92,29 @@ export interface TokenServiceOptions {
   /** Login password checks allowed to wait before the next fails with KdfBusyError (default 16);
    * createUser and setPassword always wait. */
   passwordQueue?: number
+  /** Live tokens one user may hold (default 100); `false`: no limit. */
+  maxTokensPerUser?: number | false
+  /** At the limit: refuse a new token (TokenLimitError, default) or revoke the user's oldest. */
+  onTokenLimit?: 'refuse' | 'revokeOldest'
+  /** The longest a token may live, in seconds, sliding included; null (default): no maximum. A token
+   * asked for without a lifetime gets this one. */
+  maxTokenLifetime?: number | null
+  /** Seconds a token's expiry moves forward when it is used (it never ends before `now + this`, nor
+   * after its creation + maxTokenLifetime); written with last_used_at, batched. Tokens that never
+   * expire stay so. Default false. */
+  slidingExpiry?: number | false
+  /** Changing a password revokes the user's other tokens (default true). */
+  revokeOnPasswordChange?: boolean
+  /** The audit trail: `table` writes the events to token_auth_events (default false: the
+   * diagnostics channel only), kept `retention` seconds (default 90 days; false: forever). */
+  events?: { table?: boolean, retention?: number | false }
+}
+
+export interface PasswordChangeOptions {
+  /** Keep the user's other tokens (default: revoke them, unless the service says otherwise). */
+  keepTokens?: boolean
+  /** The token the change was made with, kept when the others are revoked. */
+  exceptTokenId?: number
 }
 
 /** Who a login comes from, for the fair share of the password checks (see kdf-queue.ts). */
@@ -120,6 +154,8 @@ export interface IssuedToken {
   name: string
   scopes: string[]
   expiresAt: Date | null
+  /** Its lifetime in seconds, as given or defaulted (maxTokenLifetime); null: it never expires. */
+  expiresIn: number | null
 }
 
 /** A token as listed: no secret, no hash. */
@@ -132,6 +168,17 @@ export interface TokenInfo {
   createdAt: Date
   lastUsedAt: Date | null
   expiresAt: Date | null
+}
+
+/** An event as the table keeps it (service.events.table). */
+export interface StoredEvent {
+  id: number
+  at: Date
+  type: string
+  userId: string | null
+  tokenId: number | null
+  ip: string | null
+  detail: Record<string, unknown>
 }
 
 export type RevokeListener = (hashes: string[]) => void
@@ -156,6 +203,11 @@ export class TokenService {
   readonly #userListeners = new Set<UserChangedListener>()
   readonly #kdf: KdfQueue
   readonly #equalTime = new EqualTime()
+  readonly #o: ResolvedServiceOptions
+  /** Counters for `fastify.tokenAuth.metrics()`. */
+  readonly metrics = new Metrics()
+  /** The audit trail (events.ts): the diagnostics channel, and the table with `events.table`. */
+  readonly events: EventLog
   #dummyHash: string | undefined
   /** The costliest scrypt parameters in use (stored or configured), and when they were read. */
   #costliest: { params: PasswordParams, readAt: number } | undefined
@@ -168,6 +220,7 @@ export class TokenService {
   constructor (database: { db: TokenAuthDatabase }, options: TokenServiceOptions = {}) {
     if (typeof database?.db !== 'object') invalid('TokenService.database', 'a database ({ db }), e.g. the result of createDatabase()', database)
     const o = serviceOptions(options, 'TokenService')
+    this.#o = o
     this.db = database.db
     this.prefix = o.prefix
     this.prefixes = Object.freeze([...new Set([o.prefix, ...o.acceptPrefixes])])
@@ -176,6 +229,12 @@ export class TokenService {
     this.users = o.users ?? builtinUsers
     this.#tokens = this.users.tokens
     this.#kdf = new KdfQueue({ concurrency: o.passwordConcurrency ?? defaultKdfConcurrency(), reserved: o.passwordReserved, maxWaiting: o.passwordQueue })
+    this.events = new EventLog(o.events.table ? eventsTableSink(this.db) : undefined)
+  }
+
+  /** The options this service was made with, resolved. */
+  get options (): ResolvedServiceOptions {
+    return this.#o
   }
 
   /**
@@ -210,19 +269,35 @@ export class TokenService {
       .onConflictDoNothing({ target: users.username })
       .returning({ id: users.id, username: users.username })
     if (rows.length === 0) throw new UserExistsError(name)
+    this.events.emit('user.created', { userId: String(rows[0].id), detail: { username: rows[0].username } })
     return rows[0]
   }
 
   /**
-   * Replaces a user's password (existing tokens stay valid; call revokeAllTokens to end them).
+   * Replaces a user's password. Unless `keepTokens` (or the service's `revokeOnPasswordChange: false`),
+   * every other token of the user is revoked: all of them, or all but `exceptTokenId` (the one the
+   * change was made with). Resolves to the number revoked.
    * @throws UserNotFoundError, InvalidUsernameError, InvalidPasswordError, UsersOwnedByAppError
    */
-  async setPassword (username: string, password: string): Promise<void> {
+  async setPassword (username: string, password: string, options: PasswordChangeOptions = {}): Promise<{ revoked: number }> {
     this.#builtinOnly('setPassword')
     const name = normalizeUsername(username)
     const passwordHash = await this.#kdf.run(() => hashPassword(password, this.passwordParams), APP_WORK)
     const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.username, name)).returning({ id: users.id })
     if (rows.length === 0) throw new UserNotFoundError(name)
+    return await this.passwordChanged(rows[0].id, options)
+  }
+
+  /**
+   * Says a user's password changed (for the app's own users, after the app changed it): revokes the
+   * user's other tokens as setPassword does, and records the event. Resolves to the number revoked.
+   */
+  async passwordChanged (userId: UserId, options: PasswordChangeOptions = {}): Promise<{ revoked: number }> {
+    if (!isUserId(this.users, userId)) throw new UserNotFoundError(userId)
+    const revoke = options.keepTokens !== true && this.#o.revokeOnPasswordChange
+    const revoked = revoke ? await this.revokeAllTokens({ id: userId }, { except: options.exceptTokenId }) : 0
+    this.events.emit('password.changed', { userId: String(userId), detail: { revoked } })
+    return { revoked }
   }
 
   /**
@@ -243,6 +318,8 @@ export class TokenService {
       return { id: rows[0].id, hashes }
     })
     this.#emit(hashes)
+    this.metrics.tokens.revoked += hashes.length
+    this.events.emit('user.deactivated', { userId: String(id), detail: { revoked: hashes.length } })
     return { id, revoked: hashes.length }
   }
 
@@ -319,28 +396,61 @@ export class TokenService {
   async issueToken (user: UserRef, options: IssueTokenOptions = {}): Promise<IssuedToken> {
     const name = checkName(options.name)
     const scopes = checkScopes(options.scopes)
-    const expiresIn = checkExpiresIn(options.expiresIn)
+    const expiresIn = this.#lifetime(checkExpiresIn(options.expiresIn))
     const where = this.#userWhere(user)
     if (where === undefined) throw new UserNotFoundError(describeRef(user))
     const src = this.users
     const tokens = this.#tokens
     const token = generateToken(this.prefix)
-    const row = await this.db.transaction(async (tx) => {
-      // FOR SHARE: a concurrent deactivation waits for this insert (and then deletes the token).
-      const found = await tx.select({ id: src.id, active: activeColumn(this.users) }).from(src.table).where(where).limit(1).for('share')
+    const limit = this.#o.maxTokensPerUser
+    const { row, userId, replaced } = await this.db.transaction(async (tx) => {
+      // A concurrent deactivation waits for this insert (and then deletes the token); with a limit,
+      // FOR UPDATE also makes the tokens of one user be issued one at a time, so the count holds.
+      const found = await tx.select({ id: src.id, active: activeColumn(this.users) }).from(src.table).where(where).limit(1)
+        .for(limit === false ? 'share' : 'update')
       if (found.length === 0) throw new UserNotFoundError(describeRef(user))
       if (found[0].active !== true) throw new UserInactiveError(describeRef(user))
+      const userId = found[0].id as UserId
+      let replaced: string[] = []
+      if (limit !== false) replaced = await this.#makeRoom(tx, userId, limit, describeRef(user))
       const inserted = await tx.insert(tokens).values({
-        userId: found[0].id as never,
+        userId: userId as never,
         tokenHash: hashToken(token),
         hint: tokenHint(token),
         name,
         scopes,
         expiresAt: expiresIn === null ? null : sql`now() + make_interval(secs => ${expiresIn})`
       }).returning({ id: tokens.id, expiresAt: tokens.expiresAt })
-      return inserted[0]
+      return { row: inserted[0], userId, replaced }
     })
-    return { token, id: row.id, name, scopes, expiresAt: row.expiresAt }
+    this.#emit(replaced)
+    this.metrics.tokens.issued++
+    this.events.emit('token.issued', { userId: String(userId), tokenId: row.id, detail: { name, scopes, expiresAt: row.expiresAt?.toISOString() ?? null } })
+    return { token, id: row.id, name, scopes, expiresAt: row.expiresAt, expiresIn }
+  }
+
+  /** At the token limit: refuse, or revoke the oldest (inside the issuing transaction); the revoked hashes. */
+  async #makeRoom (tx: Tx, userId: UserId, limit: number, ref: string | number): Promise<string[]> {
+    const tokens = this.#tokens
+    const live = and(eq(tokens.userId, userId as never), or(isNull(tokens.expiresAt), gt(tokens.expiresAt, sql`now()`)))
+    const [{ n }] = await tx.select({ n: sql<number>`count(*)::int`.mapWith(Number) }).from(tokens).where(live)
+    if (n < limit) return []
+    if (this.#o.onTokenLimit === 'refuse') throw new TokenLimitError(ref, limit)
+    const oldest = tx.select({ id: tokens.id }).from(tokens).where(live).orderBy(tokens.id).limit(n - limit + 1)
+    const deleted = await tx.delete(tokens).where(inArray(tokens.id, oldest)).returning({ id: tokens.id, tokenHash: tokens.tokenHash })
+    await this.#notify(tx, deleted.map((d) => d.tokenHash))
+    this.metrics.tokens.revoked += deleted.length
+    for (const d of deleted) this.events.emit('token.revoked', { userId: String(userId), tokenId: d.id, detail: { why: 'token limit' } })
+    return deleted.map((d) => d.tokenHash)
+  }
+
+  /** The lifetime a new token gets: the one asked for, within maxTokenLifetime (its default). */
+  #lifetime (expiresIn: number | null): number | null {
+    const max = this.#o.maxTokenLifetime
+    if (max === null) return expiresIn
+    if (expiresIn === null) return max
+    if (expiresIn > max) throw new InvalidTokenOptionsError(`expiresIn must be at most ${max} seconds (the server's maximum token lifetime)`)
+    return expiresIn
   }
 
   /**
@@ -378,18 +488,34 @@ export class TokenService {
     return (await this.#revokeWhere(eq(this.#tokens.tokenHash, tokenHash))) > 0
   }
 
-  /** Revokes (deletes) every token of a user; resolves to the count (0 for an unknown user). */
-  async revokeAllTokens (user: UserRef): Promise<number> {
+  /**
+   * Revokes (deletes) every token of a user, or every one but `except` (a token id); resolves to the
+   * count (0 for an unknown user).
+   */
+  async revokeAllTokens (user: UserRef, options: { except?: number } = {}): Promise<number> {
     const tokens = this.#tokens
-    if (typeof user === 'object' && 'id' in user) {
-      if (!isUserId(this.users, user.id)) return 0
-      return await this.#revokeWhere(eq(tokens.userId, user.id as never))
+    const but = options.except === undefined ? undefined : ne(tokens.id, options.except)
+    if ((typeof user === 'object' && 'id' in user) || typeof user === 'number') {
+      const id = typeof user === 'number' ? user : user.id
+      if (!isUserId(this.users, id)) return 0
+      return await this.#revokeWhere(and(eq(tokens.userId, id as never), but))
     }
-    if (typeof user === 'number') return await this.#revokeWhere(eq(tokens.userId, user as never))
     const where = this.#userWhere(user)
     if (where === undefined) return 0
     const src = this.users
-    return await this.#revokeWhere(inArray(tokens.userId, this.db.select({ id: src.id }).from(src.table).where(where)))
+    return await this.#revokeWhere(and(inArray(tokens.userId, this.db.select({ id: src.id }).from(src.table).where(where)), but))
+  }
+
+  /**
+   * The latest events in token_auth_events (written with `events.table`), newest first; of one user
+   * (their id as text) with `userId`. Pending events of this service are written first.
+   */
+  async listEvents (options: { userId?: string, limit?: number } = {}): Promise<StoredEvent[]> {
+    await this.events.flush()
+    const limit = Math.min(Math.max(Math.trunc(options.limit ?? 50), 1), 10_000)
+    const where = options.userId === undefined ? undefined : eq(eventsTable.userId, options.userId)
+    const rows = await this.db.select().from(eventsTable).where(where).orderBy(desc(eventsTable.id)).limit(limit)
+    return rows as StoredEvent[]
   }
 
   /** Deletes expired tokens (expires_at <= now()), in batches; resolves to the count. */
@@ -398,10 +524,13 @@ export class TokenService {
     let total = 0
     for (;;) {
       const batch = this.db.select({ id: tokens.id }).from(tokens).where(lte(tokens.expiresAt, sql`now()`)).limit(PRUNE_BATCH)
-      const n = await this.#revokeWhere(inArray(tokens.id, batch))
+      const n = await this.#revokeWhere(inArray(tokens.id, batch), 'token.expired')
       total += n
-      if (n < PRUNE_BATCH) return total
+      if (n < PRUNE_BATCH) break
     }
+    this.metrics.tokens.pruned += total
+    if (total > 0) this.events.emit('tokens.pruned', { detail: { count: total } })
+    return total
   }
 
   /**
@@ -410,10 +539,26 @@ export class TokenService {
    */
   async touchTokens (ids: readonly number[]): Promise<void> {
     const tokens = this.#tokens
+    const slide = this.#o.slidingExpiry
+    const max = this.#o.maxTokenLifetime
+    // Sliding expiry: never shorter, never past creation + the maximum lifetime; a token that never
+    // expires stays so.
+    const cap = max === null ? sql`now() + make_interval(secs => ${slide})` : sql`least(now() + make_interval(secs => ${slide}), ${tokens.createdAt} + make_interval(secs => ${max}))`
+    const set = slide === false
+      ? { lastUsedAt: sql`now()` }
+      : { lastUsedAt: sql`now()`, expiresAt: sql`case when ${tokens.expiresAt} is null then null else greatest(${tokens.expiresAt}, ${cap}) end` }
     for (let i = 0; i < ids.length; i += TOUCH_BATCH) {
-      const slice = ids.slice(i, i + TOUCH_BATCH)
-      await this.db.update(tokens).set({ lastUsedAt: sql`now()` }).where(inArray(tokens.id, slice))
+      await this.db.update(tokens).set(set).where(inArray(tokens.id, ids.slice(i, i + TOUCH_BATCH)))
     }
+  }
+
+  /** The expiry a use at `now` moves a token's to (ms), as touchTokens writes it; null: no sliding. */
+  slidExpiry (expiresAt: number | null, createdAt: number, now: number): number | null {
+    const slide = this.#o.slidingExpiry
+    if (slide === false || expiresAt === null) return expiresAt
+    const max = this.#o.maxTokenLifetime
+    const cap = max === null ? now + slide * 1000 : Math.min(now + slide * 1000, createdAt + max * 1000)
+    return Math.max(expiresAt, cap)
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -515,16 +660,17 @@ export class TokenService {
     await this.db.update(users).set(set).where(eq(users.id, id))
   }
 
-  async #revokeWhere (where: SQL | undefined): Promise<number> {
+  async #revokeWhere (where: SQL | undefined, event: TokenAuthEventType = 'token.revoked'): Promise<number> {
     const tokens = this.#tokens
-    const hashes = await this.db.transaction(async (tx) => {
-      const deleted = await tx.delete(tokens).where(where).returning({ tokenHash: tokens.tokenHash })
-      const hashes = deleted.map((r) => r.tokenHash)
-      await this.#notify(tx, hashes)
-      return hashes
+    const deleted = await this.db.transaction(async (tx) => {
+      const deleted = await tx.delete(tokens).where(where).returning({ id: tokens.id, userId: tokens.userId, tokenHash: tokens.tokenHash })
+      await this.#notify(tx, deleted.map((r) => r.tokenHash))
+      return deleted
     })
-    this.#emit(hashes)
-    return hashes.length
+    if (event === 'token.revoked') this.metrics.tokens.revoked += deleted.length
+    for (const d of deleted) this.events.emit(event, { userId: String(d.userId), tokenId: d.id })
+    this.#emit(deleted.map((r) => r.tokenHash))
+    return deleted.length
   }
 
   async #notify (tx: Executor, hashes: readonly string[]): Promise<void> {
@@ -551,6 +697,15 @@ export class TokenService {
 const APP_WORK: KdfJobOptions = { refusable: false }
 
 const cost = (p: PasswordParams): number => 2 ** p.ln * p.r * p.p
+
+/** Writes events into token_auth_events (the service's `events.table`). */
+function eventsTableSink (db: TokenAuthDatabase) {
+  return async (batch: ReadonlyArray<{ type: string, at: Date, userId?: string, tokenId?: number, ip?: string, detail?: Record<string, unknown> }>): Promise<void> => {
+    await db.insert(eventsTable).values(batch.map((e) => ({
+      type: e.type, at: e.at, userId: e.userId ?? null, tokenId: e.tokenId ?? null, ip: e.ip ?? null, detail: e.detail ?? {}
+    })))
+  }
+}
 
 function describeRef (user: UserRef): string | number {
   if (typeof user === 'object' && user !== null) return 'id' in user ? user.id : user.username
