@@ -29,7 +29,7 @@ export type { AppUsersOptions } from './users/app-users.js'
 export type { UserSource, UserId } from './users/user-source.js'
 export { normalizeUsername } from './store/usernames.js'
 export { TokenService, MAX_EXPIRES_IN } from './store/service.js'
-export type { TokenServiceOptions, ServiceUser, UserInfo, UserRef, IssueTokenOptions, IssuedToken, TokenInfo, CredentialsContext } from './store/service.js'
+export type { TokenServiceOptions, ServiceUser, UserInfo, UserRef, IssueTokenOptions, IssuedToken, TokenInfo, CredentialsContext, PasswordChangeOptions, StoredEvent } from './store/service.js'
 export { checkStore } from './store/check.js'
 export { DEFAULT_NOTIFY_CHANNEL } from './store/notify.js'
 export { generateToken, checkTokenFormat, hashToken, tokenHint, DEFAULT_TOKEN_PREFIX } from './store/token-format.js'
@@ -40,6 +40,13 @@ export {
   InvalidPasswordError, KdfBusyError, ClientBusyError, EmbeddedDatabaseBusyError, UsersOwnedByAppError, StoreNotReadyError, MigrationsNotOursError
 } from './store/errors.js'
 export type { TokenServiceErrorCode } from './store/errors.js'
+
+// Events, metrics, housekeeping
+export { EVENTS_CHANNEL } from './events.js'
+export type { TokenAuthEvent, TokenAuthEventType } from './events.js'
+export type { MetricsSnapshot } from './metrics.js'
+export { MAINTENANCE_LOCK_KEY } from './store/maintenance.js'
+export type { Maintenance } from './store/maintenance.js'
 
 // Routes
 export type { LoginRoutesOptions, LoginThrottleOptions } from './routes/options.js'
@@ -56,7 +63,11 @@ export {
   FST_TOKEN_AUTH_BAD_CREDENTIALS,
   FST_TOKEN_AUTH_LOGIN_THROTTLED,
   FST_TOKEN_AUTH_NOT_REVOCABLE,
+  FST_TOKEN_AUTH_TOKEN_NOT_FOUND,
+  FST_TOKEN_AUTH_TOKEN_LIMIT,
+  FST_TOKEN_AUTH_BAD_REQUEST,
   FST_TOKEN_AUTH_INVALID_OPTION,
+  FST_TOKEN_AUTH_ALREADY_REGISTERED,
   TokenAuthUnavailableError
 } from './errors.js'
 export { Reason } from './reasons.js'

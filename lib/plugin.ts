@@ -13,11 +13,13 @@ import type { TokenAuthProvider } from './providers/provider.js'
 import { kDetail, kReason, Reason } from './reasons.js'
 import { createResolver, type ResolverContext } from './resolver.js'
 import { routeConfigHook, unseenGuard, type RouteConfigContext } from './route-config.js'
-import { createStoreCall } from './routes/context.js'
+import { createStoreCall, createStoreUser } from './routes/context.js'
 import { registerRoutes } from './routes/plugin.js'
 import { checkStore } from './store/check.js'
-import { throttle } from './store/schema.js'
-import { databaseThrottleStore } from './store/throttle-store.js'
+import { startMaintenance } from './store/maintenance.js'
+import { events, throttle } from './store/schema.js'
+import { databaseThrottleStore, type ThrottleStore } from './store/throttle-store.js'
+import { Metrics } from './metrics.js'
 import { TokenService } from './store/service.js'
 import type { TokenAuthDecorator, TokenAuthOptions } from './types.js'
 import { optionError } from './validate.js'
@@ -27,7 +29,22 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
   checkDecorators(fastify, o)
 
   const store = o.database === undefined ? undefined : await openStore(o, o.database)
-  const decorator: TokenAuthDecorator = Object.freeze({ service: store?.service ?? null, provider: store?.provider ?? null })
+  const metrics = store?.service.metrics ?? new Metrics()
+  const maintenance = store === undefined || o.maintenance === false
+    ? null
+    : startMaintenance({
+      service: store.service,
+      throttle: store.throttle,
+      interval: o.maintenance.interval,
+      embedded: isEmbedded(o.database!),
+      onError: (err) => logFailure(fastify.log, err, 'maintenance round failed')
+    })
+  const decorator: TokenAuthDecorator = Object.freeze({
+    service: store?.service ?? null,
+    provider: store?.provider ?? null,
+    maintenance,
+    metrics: () => metrics.snapshot()
+  })
   // The database provider goes first: its format check refuses any other token synchronously and
   // without a query, while a secret list would hash every database token before passing it on.
   const provider = combine(store === undefined ? o.provider : [store.provider, ...o.provider])
@@ -37,7 +54,8 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
     userKey: o.userProperty,
     maxTokenLength: o.maxTokenLength,
     onFailure: failureLog(),
-    invalidTokens: o.invalidTokens === false ? undefined : new InvalidTokenLimiter(o.invalidTokens)
+    invalidTokens: o.invalidTokens === false ? undefined : new InvalidTokenLimiter(o.invalidTokens),
+    requests: metrics.requests
   }
   const makeResolver = createResolver.bind(null, resolver)
 
@@ -65,12 +83,17 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
       options: o.routes,
       auth: guard.auth,
       userProperty: o.userProperty,
-      fromStore: (user) => store.provider.owns(user),
-      throttleStore: databaseThrottleStore(store.service.db),
+      storeUser: createStoreUser(o.userProperty, (user) => store.provider.owns(user)),
+      realm: o.realm,
+      throttleStore: store.throttle,
       storeCall: createStoreCall(o.routes.timeout, retryAfterHeaders(o.retryAfter))
     })
   }
-  if (provider.close !== undefined) fastify.addHook('onClose', async () => { await provider.close?.() })
+  fastify.addHook('onClose', async () => {
+    await maintenance?.stop()
+    await provider.close?.()
+    await store?.service.events.close()
+  })
   await provider.ready?.()
 }
 
@@ -88,10 +111,14 @@ function checkDecorators (fastify: FastifyInstance, o: ResolvedOptions): void {
 }
 
 /** The service, then (once the database is known to hold what it needs) the provider, which LISTENs. */
-async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOptions['database']>): Promise<{ service: TokenService, provider: DrizzleTokenAuthProvider }> {
+async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOptions['database']>): Promise<{ service: TokenService, provider: DrizzleTokenAuthProvider, throttle: ThrottleStore | undefined }> {
   const service = new TokenService(database, o.service)
-  // The throttle's table, unless the counters are kept elsewhere.
-  const more = o.routes !== false && o.routes.login !== false && o.routes.throttle !== false && o.routes.throttle.store === undefined ? [throttle] : []
+  // The tables besides the tokens and users: the throttle's when a route checks passwords with its
+  // counters in the database (not elsewhere), the events' when they are written.
+  const r = o.routes
+  const checksPasswords = r !== false && (r.login !== false || (r.password !== false && service.users.kind === 'builtin'))
+  const dbThrottle = checksPasswords && r.throttle !== false && r.throttle.store === undefined
+  const more = [...(dbThrottle ? [throttle] : []), ...(o.service.events.table ? [events] : [])]
   await checkStore(service.db, service.users, database.url, more)
   const provider = new DrizzleTokenAuthProvider({
     ...o.drizzle,
@@ -100,7 +127,14 @@ async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOpti
     service,
     notifyChannel: service.notifyChannel
   })
-  return { service, provider }
+  return { service, provider, throttle: dbThrottle ? databaseThrottleStore(service.db) : undefined }
+}
+
+/** The embedded database (PGlite): createDatabase's kind, or a drizzle db on a PGlite client. */
+function isEmbedded (database: NonNullable<ResolvedOptions['database']>): boolean {
+  const kind = (database as { kind?: unknown }).kind
+  if (kind !== undefined) return kind === 'pglite'
+  return (database.db as unknown as { $client?: { constructor?: { name?: string } } }).$client?.constructor?.name === 'PGlite'
 }
 
 function combine (providers: readonly TokenAuthProvider[]): TokenAuthProvider {

@@ -1,7 +1,7 @@
 // What every route group gets from the plugin: the store's service, the resolved route options, the
 // plugin's guard, where the user is, and `storeCall`, the one way a route waits for the store.
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
-import { logFailure, unavailable } from '../errors.js'
+import { FST_TOKEN_AUTH_BAD_REQUEST, FST_TOKEN_AUTH_NOT_REVOCABLE, FST_TOKEN_AUTH_TOKEN_LIMIT, logFailure, unavailable } from '../errors.js'
 import { TokenServiceError } from '../store/errors.js'
 import type { TokenService } from '../store/service.js'
 import type { ThrottleStore } from '../store/throttle-store.js'
@@ -16,22 +16,39 @@ export interface RoutesContext {
   auth: onRequestHookHandler
   /** The request property the plugin puts the user in. */
   userProperty: string
-  /** True when the user was resolved from the store (a token the service can revoke). */
-  fromStore: (user: unknown) => user is { id: UserId, tokenId: number }
+  /** The user of the request when the store resolved it (a token the service can revoke), else 403 NOT_REVOCABLE. */
+  storeUser: (request: FastifyRequest) => StoreUser
+  /** The realm of the challenges. */
+  realm: string
   /**
    * The store's answer, or the one 503 (logged, with Retry-After) when it fails or, unless `untimed`,
    * takes longer than `routes.timeout` (`onLate` gets an answer that arrives after that). A TokenServiceError (the caller's mistake: unknown user...) is passed on for
    * the route to answer.
    */
   storeCall: <T>(request: FastifyRequest, what: string, work: Promise<T>, options?: StoreCallOptions<T>) => Promise<T>
-  /** The login throttle's counters. */
-  throttleStore: ThrottleStore
+  /** The database's counters, when the throttle keeps them there. */
+  throttleStore: ThrottleStore | undefined
+}
+
+/** The user of a token the store resolved. */
+export interface StoreUser { id: UserId, tokenId: number, scopes: readonly string[] }
+
+/** `storeUser` for the plugin's user property and store provider. */
+export function createStoreUser (userProperty: string, fromStore: (user: unknown) => boolean): (request: FastifyRequest) => StoreUser {
+  return (request) => {
+    const user = (request as unknown as Record<string, unknown>)[userProperty]
+    if (!fromStore(user)) throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
+    return user as StoreUser
+  }
 }
 
 export interface StoreCallOptions<T> {
   untimed?: boolean
   onLate?: (late: T) => void
 }
+
+/** The store's refusals of what the client asked (the message is theirs to read). */
+const BAD_REQUEST = new Set(['INVALID_TOKEN_OPTIONS', 'INVALID_PASSWORD', 'INVALID_USERNAME'])
 
 class StoreTimeoutError extends Error {
   constructor (ms: number) {
@@ -45,6 +62,8 @@ export function createStoreCall (timeout: number, unavailableHeaders: Record<str
     try {
       return await (options.untimed === true ? work : withTimeout(work, timeout, () => new StoreTimeoutError(timeout)))
     } catch (err) {
+      if (err instanceof TokenServiceError && err.code === 'TOKEN_LIMIT') throw new FST_TOKEN_AUTH_TOKEN_LIMIT()
+      if (err instanceof TokenServiceError && BAD_REQUEST.has(err.code)) throw new FST_TOKEN_AUTH_BAD_REQUEST(err.message)
       if (err instanceof TokenServiceError && err.code !== 'KDF_BUSY') throw err
       if (err instanceof StoreTimeoutError && options.onLate !== undefined) work.then(options.onLate, () => {})
       logFailure(request.log, err, `${what}: token store unavailable`)

@@ -2,21 +2,21 @@
  * POST /login: a username and password for a new bearer token. Its options, body check and OpenAPI
  * schema are here; routes/plugin.ts registers it in the routes' own context.
  *
- * The body is checked by a hand-written validator, so it is checked the same way whatever Ajv options
- * the app uses (Fastify's defaults coerce numbers to strings and drop extra properties). Failed logins
- * are throttled per account and per address (throttle.ts).
+ * The body is checked by hand (body.ts), the same way whatever Ajv options the app uses. Failed logins
+ * are throttled (throttle.ts), and the password checks shared out fairly (store/kdf-queue.ts).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import { FST_TOKEN_AUTH_BAD_CREDENTIALS, FST_TOKEN_AUTH_LOGIN_THROTTLED, withHeaders } from '../errors.js'
-import { CONTROL_CHARS, CONTROL_CHARS_GLOBAL, isScopeToken } from '../grammar.js'
+import { CONTROL_CHARS_GLOBAL, isScopeToken } from '../grammar.js'
 import type { TokenAuthProvider } from '../providers/provider.js'
 import { ClientBusyError, TokenServiceError } from '../store/errors.js'
 import { PASSWORD_MAX_LENGTH } from '../store/passwords.js'
-import { MAX_EXPIRES_IN, MAX_SCOPES, TOKEN_NAME_MAX_LENGTH } from '../store/service.js'
-import { normalizeUsername, USERNAME_MAX_LENGTH } from '../store/usernames.js'
+import { MAX_EXPIRES_IN, MAX_SCOPES, TOKEN_NAME_MAX_LENGTH, type ServiceUser, type TokenService } from '../store/service.js'
+import { USERNAME_MAX_LENGTH } from '../store/usernames.js'
 import { arrayOf, nullable, optional, satisfies, seconds } from '../validate.js'
+import { bodySchema, bodyValidator } from './body.js'
 import type { RoutesContext } from './context.js'
-import { errorResponse, securityOf } from './schemas.js'
+import { bodyResponses, errorResponse, securityOf } from './schemas.js'
 import { LoginThrottle, throttleOptions, type Throttled, type ThrottledAttempt } from './throttle.js'
 
 /** What `routes` takes for /login (the path itself is with the others, in options.ts). */
@@ -35,57 +35,11 @@ const DEFAULT_TOKEN_NAME = 'login'
 
 interface LoginBody { username: string, password: string, name?: string }
 
-const loginBodySchema = {
-  type: 'object',
-  required: ['username', 'password'],
-  additionalProperties: false,
-  properties: {
-    username: { type: 'string', minLength: 1, maxLength: USERNAME_MAX_LENGTH, description: 'Case-insensitive (stored NFKC, lower case)' },
-    password: { type: 'string', minLength: 1, maxLength: PASSWORD_MAX_LENGTH, format: 'password' },
-    name: { type: 'string', maxLength: TOKEN_NAME_MAX_LENGTH, description: 'A name for the device or purpose of the token (default: the User-Agent)' }
-  }
-}
-
-const FIELDS: ReadonlyArray<[keyof LoginBody, number, number]> = [
-  ['username', 1, USERNAME_MAX_LENGTH],
-  ['password', 1, PASSWORD_MAX_LENGTH],
-  ['name', 0, TOKEN_NAME_MAX_LENGTH]
-]
-
-/**
- * The /login body check, equivalent to `loginBodySchema` with no coercion, no removal and own
- * properties only. Errors are reported like Ajv's, so Fastify answers its usual 400
- * `FST_ERR_VALIDATION` ("body/username must be string").
- */
-function validateLoginBody (body: unknown): { value?: unknown, error?: FastifySchemaValidationError[] } {
-  const issue = (instancePath: string, keyword: string, message: string, params: Record<string, unknown> = {}): { error: FastifySchemaValidationError[] } =>
-    ({ error: [{ instancePath, schemaPath: `#${instancePath === '' ? '' : '/properties' + instancePath}/${keyword}`, keyword, message, params }] })
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return issue('', 'type', 'must be object', { type: 'object' })
-  for (const key of Object.keys(body)) {
-    if (key !== 'username' && key !== 'password' && key !== 'name') {
-      // The key is not echoed: it is attacker-controlled and may be huge.
-      return issue('', 'additionalProperties', 'must NOT have additional properties', {})
-    }
-  }
-  const record = body as Record<string, unknown>
-  for (const [field, min, max] of FIELDS) {
-    if (!Object.hasOwn(record, field)) {
-      if (field === 'name') continue
-      return issue('', 'required', `must have required property '${field}'`, { missingProperty: field })
-    }
-    const v = record[field]
-    if (typeof v !== 'string') return issue(`/${field}`, 'type', 'must be string', { type: 'string' })
-    if (v.length < min) return issue(`/${field}`, 'minLength', `must NOT have fewer than ${min} characters`, { limit: min })
-    if (v.length > max) return issue(`/${field}`, 'maxLength', `must NOT have more than ${max} characters`, { limit: max })
-  }
-  if (record.name !== undefined && CONTROL_CHARS.test(record.name as string)) {
-    return issue('/name', 'pattern', 'must not contain control characters', {})
-  }
-  return { value: body }
-}
-
-// /login has a body schema only, so this is only ever asked for the body's validator.
-const loginValidatorCompiler: FastifySchemaCompiler<unknown> = () => validateLoginBody
+const LOGIN_FIELDS = {
+  username: { type: 'string', min: 1, max: USERNAME_MAX_LENGTH, required: true, description: 'Case-insensitive (stored NFKC, lower case)' },
+  password: { type: 'string', min: 1, max: PASSWORD_MAX_LENGTH, required: true, format: 'password' },
+  name: { type: 'string', min: 0, max: TOKEN_NAME_MAX_LENGTH, plain: true, description: 'A name for the device or purpose of the token (default: the User-Agent)' }
+} as const
 
 /** A token name from the User-Agent: control characters dropped, trimmed, capped; else `login`. */
 export function defaultTokenName (userAgent: string | undefined): string {
@@ -99,18 +53,76 @@ function throttled (request: FastifyRequest, retryAfter: number): Error {
   return withHeaders(new FST_TOKEN_AUTH_LOGIN_THROTTLED(), { 'retry-after': String(retryAfter) })
 }
 
-function accountOf (username: string): string | null {
+function accountOf (username: string, service: TokenService): string | null {
   try {
-    return normalizeUsername(username)
+    return service.users.normalizeLogin(username)
   } catch {
-    return null // cannot be an account: no per-account counter (the IP counter still applies)
+    return null // cannot be an account: no per-account counter (the address counter still applies)
   }
 }
 
-/** Registers POST <login> in `child`, the routes' context (which has @fastify/rate-limit when throttling). */
-export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: string): void {
+/** Checks a login name and password for a request: throttled, fairly queued, failures counted. */
+export type CredentialsCheck = (request: FastifyRequest, username: string, password: string) => Promise<ServiceUser | null>
+
+/**
+ * The check /login (and /password) make: the throttle first (429), then the password in the fair
+ * queue; a wrong password, a refusal for too many at once and a timeout count against the client.
+ * Resolves to the user, or null for bad credentials (counted, and an event).
+ */
+function credentialsCheck (ctx: RoutesContext): CredentialsCheck {
+  const { service, options: o, storeCall } = ctx
+  const throttle = o.throttle === false ? undefined : new LoginThrottle(o.throttle, o.throttle.store ?? ctx.throttleStore!)
+  const events = service.events
+  const metrics = service.metrics.logins
+  return async function check (request, username, password) {
+    const account = accountOf(username, service)
+    let attempt: ThrottledAttempt | undefined
+    if (throttle !== undefined) {
+      const result: ThrottledAttempt | Throttled = await storeCall(request, 'login throttle', throttle.begin(request, account), { untimed: true })
+      if ('retryAfter' in result) {
+        metrics.throttled++
+        events.emit('login.throttled', { ip: request.ip, detail: { account } })
+        throw throttled(request, result.retryAfter)
+      }
+      attempt = result
+    }
+    const fail = async (why: string): Promise<void> => {
+      metrics.failed++
+      events.emit('login.failed', { ip: request.ip, detail: { account, why } })
+      if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.fail(), { untimed: true })
+    }
+    let user
+    try {
+      user = await storeCall(request, 'login', service.verifyCredentials(username, password, { clients: attempt?.clients, trusted: attempt?.trusted }))
+    } catch (err) {
+      if (err instanceof ClientBusyError) {
+        await fail('too many at once')
+        throw throttled(request, 1)
+      }
+      // Timed out, or refused because too many wait in all (the store itself may be down: best effort).
+      if ((err as { statusCode?: number }).statusCode === 503) await fail('unavailable').catch(() => {})
+      throw err
+    }
+    if (user === null) {
+      await fail('bad credentials')
+      request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
+      return null
+    }
+    if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.succeed(), { untimed: true })
+    return user
+  }
+}
+
+/**
+ * Registers POST <url> in `child` (the routes' context), unless `url` is false; resolves to the
+ * credentials check, which /password shares.
+ */
+export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: string | false): CredentialsCheck {
   const { service, options: o, auth, storeCall } = ctx
-  const throttle = o.throttle === false ? undefined : new LoginThrottle(o.throttle, o.throttle.store ?? ctx.throttleStore)
+  const check = credentialsCheck(ctx)
+  if (url === false) return check
+  // The tokens /login issues may manage the user's tokens (manageScope), beside the scopes asked for.
+  const scopes = [...new Set([...o.tokenScopes, ...(o.manageScope === null ? [] : [o.manageScope])])]
   const responses: Record<string, unknown> = {
     200: {
       description: 'A new bearer token (shown once)',
@@ -120,21 +132,21 @@ export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: str
       properties: {
         token: { type: 'string' },
         token_type: { type: 'string', enum: ['Bearer'] },
-        ...(o.tokenExpiresIn === null ? {} : { expires_in: { type: 'integer', description: 'Lifetime of the token in seconds' } })
+        ...(o.tokenExpiresIn === null && service.options.maxTokenLifetime === null ? {} : { expires_in: { type: 'integer', description: 'Lifetime of the token in seconds' } })
       }
     },
     400: errorResponse('Malformed body'),
     401: errorResponse(o.loginGuard === undefined ? 'Bad credentials' : 'Bad credentials, or a missing or unknown app token'),
-    413: errorResponse('Body too large'),
-    415: errorResponse('Content-Type is not application/json'),
-    ...(throttle === undefined ? {} : { 429: errorResponse('Too many failed logins for this account or address (see Retry-After)') }),
+    403: errorResponse('The user holds as many tokens as allowed (service.maxTokensPerUser)'),
+    ...bodyResponses,
+    ...(o.throttle === false ? {} : { 429: errorResponse('Too many failed logins for this account or address (see Retry-After)') }),
     503: errorResponse('The token store is unavailable (see Retry-After)')
   }
   const schema: FastifySchema & Record<string, unknown> = {
     tags: ['auth'],
     summary: 'Log in: exchange a username and password for a new bearer token',
     description: 'Every successful login issues a new token (one per device). Bad credentials, unknown users and deactivated users all get the same 401.',
-    body: loginBodySchema,
+    body: bodySchema(LOGIN_FIELDS),
     response: responses,
     ...securityOf(o.securityScheme, o.loginGuard !== undefined)
   }
@@ -144,40 +156,16 @@ export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: str
     url,
     bodyLimit: LOGIN_BODY_LIMIT,
     schema,
-    validatorCompiler: loginValidatorCompiler,
+    validatorCompiler: bodyValidator(LOGIN_FIELDS),
     config: { tokenAuth: o.loginGuard === undefined ? false : { provider: o.loginGuard } },
     onRequest: o.loginGuard === undefined ? undefined : auth,
     handler: async function login (request: FastifyRequest, reply: FastifyReply) {
       const body = request.body as LoginBody
-      let attempt: ThrottledAttempt | undefined
-      if (throttle !== undefined) {
-        const result: ThrottledAttempt | Throttled = await storeCall(request, 'login throttle', throttle.begin(request, accountOf(body.username)), { untimed: true })
-        if ('retryAfter' in result) throw throttled(request, result.retryAfter)
-        attempt = result
-      }
-      // A refused or timed-out attempt counts against its client like a failed one.
-      const fail = async (): Promise<void> => { if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.fail(), { untimed: true }) }
-      let user
-      try {
-        user = await storeCall(request, 'login', service.verifyCredentials(body.username, body.password, { clients: attempt?.clients, trusted: attempt?.trusted }))
-      } catch (err) {
-        if (err instanceof ClientBusyError) {
-          await fail()
-          throw throttled(request, 1)
-        }
-        // Timed out, or refused because too many wait in all (the store itself may be down: best effort).
-        if ((err as { statusCode?: number }).statusCode === 503) await attempt?.fail().catch(() => {})
-        throw err
-      }
-      if (user === null) {
-        await fail()
-        request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
-        throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
-      }
-      if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.succeed(), { untimed: true })
+      const user = await check(request, body.username, body.password)
+      if (user === null) throw new FST_TOKEN_AUTH_BAD_CREDENTIALS()
       const issuing = service.issueToken({ id: user.id }, {
         name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
-        scopes: o.tokenScopes,
+        scopes,
         expiresIn: o.tokenExpiresIn
       })
       // The client gets a 503 if the store is late: a token committed after that would belong to no one.
@@ -186,10 +174,14 @@ export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: str
           // Deactivated or deleted between the password check and now: as if it were wrong.
           throw err instanceof TokenServiceError ? new FST_TOKEN_AUTH_BAD_CREDENTIALS() : err
         })
+      service.metrics.logins.succeeded++
+      service.events.emit('login.succeeded', { userId: String(user.id), tokenId: issued.id, ip: request.ip })
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-      return o.tokenExpiresIn === null
+      const expiresIn = issued.expiresIn
+      return expiresIn === null
         ? { token: issued.token, token_type: 'Bearer' }
-        : { token: issued.token, token_type: 'Bearer', expires_in: o.tokenExpiresIn }
+        : { token: issued.token, token_type: 'Bearer', expires_in: expiresIn }
     }
   })
+  return check
 }

@@ -3,8 +3,6 @@
  * their OpenAPI schemas; routes/plugin.ts registers them in the routes' own context.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
-import { FST_TOKEN_AUTH_NOT_REVOCABLE } from '../errors.js'
-import type { UserId } from '../users/user-source.js'
 import type { RoutesContext } from './context.js'
 import { errorResponse, securityOf } from './schemas.js'
 
@@ -12,7 +10,7 @@ const responses = {
   204: { description: 'Revoked', type: 'null' },
   400: errorResponse('Malformed Authorization header'),
   401: errorResponse('Missing, unknown, expired or revoked token'),
-  403: errorResponse('The token does not come from the token store (e.g. a static secret token)'),
+  403: errorResponse('The token does not come from the token store (e.g. a static secret token), or (/logout/all) lacks the scope to manage tokens'),
   503: errorResponse('The token store is unavailable (see Retry-After)')
 }
 
@@ -22,14 +20,7 @@ function schema (summary: string, scheme: string | false): FastifySchema {
 
 /** Registers the logout routes whose paths are given (false: not registered). */
 export function logoutRoutes (child: FastifyInstance, ctx: RoutesContext, logout: string | false, logoutAll: string | false): void {
-  const { service, auth, storeCall, userProperty, options, fromStore } = ctx
-
-  /** The user of the presented token, when the store resolved it (not a secret, or another provider's). */
-  function storeUser (request: FastifyRequest): { id: UserId, tokenId: number } {
-    const user = (request as unknown as Record<string, unknown>)[userProperty]
-    if (!fromStore(user)) throw new FST_TOKEN_AUTH_NOT_REVOCABLE()
-    return user
-  }
+  const { service, auth, storeCall, options, storeUser } = ctx
 
   if (logout !== false) {
     child.route({
@@ -51,7 +42,9 @@ export function logoutRoutes (child: FastifyInstance, ctx: RoutesContext, logout
       method: 'POST',
       url: logoutAll,
       schema: schema('Log out everywhere: revoke every token of the user', options.securityScheme),
-      onRequest: auth,
+      // Like the token routes, it needs the scope to manage tokens: a narrow token cannot end the others.
+      config: { tokenAuth: options.manageScope === null ? {} : { scopes: [options.manageScope] } },
+      onRequest: options.manageScope === null ? auth : undefined,
       handler: async function logoutAll (request: FastifyRequest, reply: FastifyReply) {
         const { id } = storeUser(request)
         await storeCall(request, 'logout', service.revokeAllTokens({ id }))

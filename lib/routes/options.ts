@@ -1,7 +1,8 @@
 // The `routes` option: the paths of every route group, each group's own options (beside its routes),
 // and what they share. Resolved once, at registration, before the store opens anything.
 import type { TokenAuthProvider } from '../providers/provider.js'
-import { ms, object, optionError, orFalse, string, wraps, type Checked } from '../validate.js'
+import { isScopeToken } from '../grammar.js'
+import { ms, nullable, object, optionError, orFalse, satisfies, string, wraps, type Checked } from '../validate.js'
 import { LOGIN_OPTIONS } from './login.js'
 import type { LoginThrottleOptions } from './throttle.js'
 
@@ -14,6 +15,13 @@ export interface LoginRoutesOptions {
   logout?: string | false
   /** Path of the route revoking every token of the user; `false` registers none. Default `/logout/all`. */
   logoutAll?: string | false
+  /** Path of the self-service token routes (GET and POST, DELETE /:id); `false` registers none. Default `/tokens`. */
+  tokens?: string | false
+  /** Path of the password change (the plugin's own users only); `false` registers none. Default `/password`. */
+  password?: string | false
+  /** The scope a token needs for /logout/all, the token routes and /password; the tokens /login issues
+   * carry it. Default `tokens`; `null`: any token of the user may. */
+  manageScope?: string | null
   /** A provider /login's request must pass (as `Authorization: Bearer <app token>`), e.g. a
    * SecretTokenAuthProvider holding the native app's token. Default: /login is open. */
   loginGuard?: TokenAuthProvider
@@ -44,6 +52,9 @@ const shape = object({
   login: path('/login'),
   logout: path('/logout'),
   logoutAll: path('/logout/all'),
+  tokens: path('/tokens'),
+  password: path('/password'),
+  manageScope: (value: unknown, at: string) => value === undefined ? 'tokens' : nullable(satisfies<string>(isScopeToken, 'an RFC 6749 scope token, or null'))(value, at),
   ...LOGIN_OPTIONS,
   securityScheme: orFalse(string({ pattern: /^\S+$/, expected: 'the name of an OpenAPI security scheme, or false', default: 'bearerAuth' })),
   timeout: ms(10_000)
@@ -54,9 +65,9 @@ export type ResolvedRoutesOptions = Checked<typeof shape>
 /** `routes` resolved (false: no route at all), with the paths checked to differ. */
 export const routesOptions = orFalse(wraps(shape, (value, at): ResolvedRoutesOptions => {
   const o = shape(value, at)
-  const paths = [o.login, o.logout, o.logoutAll].filter((p) => p !== false)
+  const paths = [o.login, o.logout, o.logoutAll, o.tokens, o.password].filter((p) => p !== false)
   if (new Set(paths).size !== paths.length) {
-    throw optionError(`${at}.login`, `options ${at}.login, ${at}.logout and ${at}.logoutAll must differ, got ${paths.join(', ')}`)
+    throw optionError(`${at}.login`, `options ${at}.login, ${at}.logout, ${at}.logoutAll, ${at}.tokens and ${at}.password must differ, got ${paths.join(', ')}`)
   }
   return o
 }))

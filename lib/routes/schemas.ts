@@ -20,3 +20,9 @@ export function securityOf (scheme: string | false, guarded: boolean): { securit
   if (scheme === false) return {}
   return { security: guarded ? [{ [scheme]: [] }] : [] }
 }
+
+/** The answers of a route that reads a JSON body in the routes' context (its parser and body limit). */
+export const bodyResponses = {
+  413: errorResponse('Body too large'),
+  415: errorResponse('Content-Type is not application/json')
+}
