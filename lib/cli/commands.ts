@@ -6,7 +6,7 @@ import { CONTROL_CHARS_GLOBAL, printable } from '../grammar.js'
 import { migrate } from '../store/migrate.js'
 import type { Database } from '../store/database.js'
 import { UserExistsError, UserNotFoundError } from '../store/errors.js'
-import { MAX_EXPIRES_IN, type TokenInfo, type TokenService, type UserRef } from '../store/service.js'
+import { MAX_EXPIRES_IN, type StoredEvent, type TokenInfo, type TokenService, type UserRef } from '../store/service.js'
 import { normalizeUsername } from '../store/usernames.js'
 import { CliError, UsageError } from './errors.js'
 
@@ -54,12 +54,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   },
   'user password': {
     args: ['username'],
-    options: [],
-    async run ({ service, out, readPassword }, [username]) {
+    options: ['keep-tokens'],
+    async run ({ service, out, readPassword }, [username], values) {
       if (await service.findUser(username) === null) throw new UserNotFoundError(normalizeUsername(username))
       const password = await readPassword(username)
-      await service.setPassword(username, password)
-      out(`changed the password of ${JSON.stringify(normalizeUsername(username))} (existing tokens stay valid)`)
+      const { revoked } = await service.setPassword(username, password, { keepTokens: values['keep-tokens'] === true })
+      const name = JSON.stringify(normalizeUsername(username))
+      out(`changed the password of ${name}; revoked ${plural(revoked, 'token')}`)
     }
   },
   'user deactivate': {
@@ -104,6 +105,18 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       out(`revoked token ${id}`)
     }
   },
+  'token revoke-all': {
+    args: ['user'],
+    options: ['except', 'id'],
+    check (_args, values) { if (values.except !== undefined) parseId(values.except as string) },
+    async run ({ service, out, user }, [arg], values) {
+      const ref = user(arg)
+      if (await service.findUser(ref) === null) throw new UserNotFoundError(typeof ref === 'object' && 'id' in ref ? ref.id : arg)
+      const except = values.except === undefined ? undefined : parseId(values.except as string)
+      const n = await service.revokeAllTokens(ref, { except })
+      out(`revoked ${plural(n, 'token')}`)
+    }
+  },
   'token prune': {
     args: [],
     options: [],
@@ -111,7 +124,38 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const n = await service.pruneExpired()
       out(`deleted ${plural(n, 'expired token')}`)
     }
+  },
+  events: {
+    args: [],
+    options: ['user', 'limit', 'json', 'id'],
+    check (_args, values) { if (values.limit !== undefined) parseLimit(values.limit as string) },
+    async run ({ service, out, user }, _args, values) {
+      let userId: string | undefined
+      if (typeof values.user === 'string') {
+        const found = await service.findUser(user(values.user))
+        if (found === null) throw new UserNotFoundError(values.user)
+        userId = String(found.id)
+      }
+      const list = await service.listEvents({ userId, limit: values.limit === undefined ? 50 : parseLimit(values.limit as string) })
+      out(values.json === true ? safeJson(list) : eventTable(list))
+    }
   }
+}
+
+function parseLimit (text: string): number {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN
+  if (!Number.isSafeInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--limit must be a whole number from 1 to 10000, got ${JSON.stringify(text)}`)
+  return n
+}
+
+function eventTable (list: readonly StoredEvent[]): string {
+  if (list.length === 0) return '(no events: the server writes them with service.events.table)'
+  const rows = [['AT', 'EVENT', 'USER', 'TOKEN', 'ADDRESS', 'DETAIL']]
+  for (const e of list) {
+    rows.push([shortDate(e.at, '-'), e.type, printable(e.userId ?? '-'), e.tokenId === null ? '-' : String(e.tokenId), printable(e.ip ?? '-'), printable(JSON.stringify(e.detail))])
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
+  return rows.map((r) => r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i])).join('  ')).join('\n')
 }
 
 function plural (n: number, word: string): string {

@@ -40,7 +40,9 @@ Commands:
   migrate                         Create or update the tables (safe to run again)
   user create <username>          Create a user. The password is read from stdin: prompted
                                   without echo on a terminal, else the first line of the input
-  user password <username>        Set a user's password (read like user create's)
+  user password <username>        Set a user's password (read like user create's) and revoke
+                                  their tokens
+      --keep-tokens                 keep them instead
   user deactivate <username>      Deactivate a user and revoke all their tokens
   token create <user>             Issue a token and print it, alone, on stdout
       --name <name>                 a name for the device or purpose
@@ -49,7 +51,12 @@ Commands:
       --prefix <prefix>             the token's prefix (default: the config's, or TOKEN_AUTH_PREFIX, or tat)
   token list <user> [--json]      List a user's tokens (id, name, hint, dates; no secrets)
   token revoke <id>               Revoke one token by id
+  token revoke-all <user>         Revoke every token of a user ("log out everywhere")
+      --except <id>                 but this one
   token prune                     Delete every expired token
+  events [--user <user>] [--limit <n>] [--json]
+                                  The latest events of the audit trail, newest first (when the
+                                  server writes them: service.events.table), default 50
 
 <user> is a login name (a username, or with the app's own users its login column, e.g. an
 email); with --id, the user's id instead. The user commands are for the plugin's own users only.
@@ -103,7 +110,11 @@ function parse (argv: string[]) {
       'expires-in': { type: 'string' },
       json: { type: 'boolean' },
       id: { type: 'boolean' },
-      prefix: { type: 'string' }
+      prefix: { type: 'string' },
+      'keep-tokens': { type: 'boolean' },
+      except: { type: 'string' },
+      user: { type: 'string' },
+      limit: { type: 'string' }
     }
   })
 }
@@ -111,8 +122,8 @@ function parse (argv: string[]) {
 /** The command named by the first positional words, and its arguments; UsageError otherwise. */
 function findCommand (positionals: string[], values: Values, users: UserSource): { key: string, args: string[] } {
   if (positionals.length === 0) throw new UsageError('no command given')
-  if (!['migrate', 'user', 'token'].includes(positionals[0])) throw new UsageError(`unknown command ${JSON.stringify(positionals[0])}`)
-  const words = positionals[0] === 'migrate' ? 1 : 2
+  if (!['migrate', 'events', 'user', 'token'].includes(positionals[0])) throw new UsageError(`unknown command ${JSON.stringify(positionals[0])}`)
+  const words = positionals[0] === 'migrate' || positionals[0] === 'events' ? 1 : 2
   const key = positionals.slice(0, words).join(' ')
   const command = COMMANDS[key]
   if (command === undefined) {
@@ -128,6 +139,7 @@ function findCommand (positionals: string[], values: Values, users: UserSource):
   if (command.args[0] === 'username') normalizeUsername(args[0])
   if (command.args[0] === 'user' && values.id !== true) users.normalizeLogin(args[0])
   if (command.args[0] === 'user' && values.id === true && users.idKind === 'number') parseUserId(args[0])
+  if (typeof values.user === 'string' && values.id !== true) users.normalizeLogin(values.user)
   command.check?.(args, values)
   return { key, args }
 }
@@ -216,7 +228,11 @@ export async function main (argv: string[], io: Partial<CliIo> = {}): Promise<nu
     database = await openDatabase(env, cwd, values['data-dir'])
     const service = new TokenService(database, options)
     const user = (arg: string): UserRef => values.id === true ? { id: users.idKind === 'number' ? parseUserId(arg) : arg } : arg
-    await COMMANDS[key].run({ service, database, out, user, readPassword: (username) => readPassword(stdin, stderr, username, BIN) }, args, values)
+    try {
+      await COMMANDS[key].run({ service, database, out, user, readPassword: (username) => readPassword(stdin, stderr, username, BIN) }, args, values)
+    } finally {
+      await service.events.close() // the events of this command, into the table when it is on
+    }
     return 0
   } catch (e) {
     const { message, code, usage } = report(e)
