@@ -44,7 +44,7 @@ for (const [kind, makeSchema] of [['uuid', uuidSchema], ['integer', integerSchem
     const token = res.json().token
     const me = await app.inject({ url: '/me', headers: bearer(token) })
     t.equal(me.statusCode, 200)
-    t.same(me.json(), { id, email: 'ada@example.com', tokenId: me.json().tokenId, scopes: [] }, 'the app\'s columns, its id type, tokenId and scopes')
+    t.same(me.json(), { id, email: 'ada@example.com', tokenId: me.json().tokenId, scopes: ['tokens'] }, 'the app\'s columns, its id type, tokenId and scopes')
     t.equal(typeof me.json().tokenId, 'number')
     const rows = await query<{ user_id: unknown }>(database, 'select user_id from token_auth_tokens')
     t.same(rows, [{ user_id: id }], 'the token row references the app\'s user id')

@@ -14,7 +14,7 @@ t.test('usage errors and help (no database is opened)', async (t) => {
   let r = await run(['--help'])
   t.equal(r.code, 0)
   t.match(r.stdout, /^Usage: fastify-token-auth <command> \[options\]/)
-  for (const cmd of ['migrate', 'user create <username>', 'user deactivate <username>', 'token create <user>', 'token list <user>', 'token revoke <id>', 'token prune']) {
+  for (const cmd of ['migrate', 'user create <username>', 'user deactivate <username>', 'token create <user>', 'token list <user>', 'token revoke <id>', 'token revoke-all <user>', 'token prune', 'events']) {
     t.ok(r.stdout.includes(cmd), `help lists ${cmd}`)
   }
   r = await run(['--version'])
@@ -37,6 +37,11 @@ t.test('usage errors and help (no database is opened)', async (t) => {
     [['token', 'create', 'bob', '--scopes', ','], /--scopes needs at least one scope/],
     [['token', 'create', 'bob', '--name'], /argument missing/],
     [['token', 'revoke', 'abc'], /a token id is a positive whole number/],
+    [['token', 'revoke-all', 'bob', '--except', 'x'], /a token id is a positive whole number/],
+    [['events', '--limit', '0'], /--limit must be a whole number from 1 to 10000/],
+    [['events', 'bob'], /events: unexpected argument "bob"/],
+    [['events', '--user', ' bob'], /username must not start or end with whitespace/],
+    [['token', 'list', 'bob', '--keep-tokens'], /token list does not take --keep-tokens/],
     [['token', 'list', ' bob'], /username must not start or end with whitespace/]
   ]
   for (const [args, message] of cases) {
@@ -109,6 +114,35 @@ t.test('the config module: the CLI hashes and issues as the app does', async (t)
   r = await cliInProcess(['--config', 'missing.mjs', 'token', 'list', 'erin'], { cwd, env })
   t.equal(r.code, 1)
   t.match(r.stderr, /^fastify-token-auth: cannot load the config "missing\.mjs"/)
+})
+
+t.test('events: the audit trail the server and the CLI wrote, newest first, of one user, as JSON', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url } = await freshDatabase(t)
+  const cwd = tempDir(t)
+  writeFileSync(path.join(cwd, 'audit.config.mjs'), 'export default { service: { events: { table: true }, passwordParams: { ln: 10 } } }\n')
+  const env = { DATABASE_URL: url, TOKEN_AUTH_CONFIG: 'audit.config.mjs' }
+  const run = (args: string[], input?: string): Promise<Result> => cliInProcess(args, { cwd, env, input })
+  let r = await run(['events'])
+  t.equal(r.stdout, '(no events: the server writes them with service.events.table)\n')
+  await run(['user', 'create', 'dave'], 'pw\n')
+  await run(['user', 'create', 'erin'], 'pw\n')
+  const token = (await run(['token', 'create', 'dave', '--name', 'ci'])).stdout.trim()
+  await run(['token', 'revoke-all', 'dave'])
+  r = await run(['events'])
+  t.equal(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.match(lines[0], /^AT\s+EVENT\s+USER\s+TOKEN\s+ADDRESS\s+DETAIL$/)
+  t.same(lines.slice(1).map((l) => l.split(/\s{2,}/)[1]), ['token.revoked', 'token.issued', 'user.created', 'user.created'])
+  r = await run(['events', '--user', 'erin', '--json'])
+  const erin = JSON.parse(r.stdout) as Array<Record<string, unknown>>
+  t.match(erin, [{ type: 'user.created', detail: { username: 'erin' } }])
+  t.equal(erin.length, 1, 'only erin\'s')
+  r = await run(['events', '--limit', '1', '--json'])
+  t.match(JSON.parse(r.stdout), [{ type: 'token.revoked' }])
+  t.notOk(r.stdout.includes(token.slice(8)), 'no token in the trail')
+  r = await run(['events', '--user', 'nobody'])
+  t.equal(r.code, 1)
 })
 
 t.test('the bin, as a process of its own', async (t) => {

@@ -29,3 +29,12 @@ t.test('the table of contents follows the order of the sections', async (t) => {
   const anchor = (title: string): string => title.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')
   t.same(toc, sections.map(anchor), 'one entry per section, in order')
 })
+
+t.test('every link to a section of a document goes to a heading of it', async (t) => {
+  const anchor = (title: string): string => title.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')
+  for (const file of ['README.md', 'SECURITY.md', 'CONTRIBUTING.md', 'docs/decisions.md', 'docs/performance.md']) {
+    const text = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8')
+    const headings = new Set([...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) => anchor(m[1])))
+    for (const [, target] of text.matchAll(/\]\(#([^)]+)\)/g)) t.ok(headings.has(target), `${file}: #${target}`)
+  }
+})

@@ -223,7 +223,7 @@ t.test('tokenScopes: the issued tokens carry them', async (t) => {
   const b = (await login(scoped, { username: 'alice', password: PASSWORD })).json().token
   t.equal((await plain.inject({ url: '/read', headers: bearer(a) })).statusCode, 403)
   t.equal((await plain.inject({ url: '/read', headers: bearer(b) })).statusCode, 200)
-  t.same((await me(plain, b)).json().user.scopes, ['read'])
+  t.same((await me(plain, b)).json().user.scopes, ['read', 'tokens'], 'and the scope to manage its own tokens')
 })
 
 t.test('logout revokes the presented token only', async (t) => {
@@ -474,7 +474,7 @@ t.test('options are checked at registration, with clear messages', async (t) => 
   const cases: Array<[unknown, string, RegExp]> = [
     [{ login: 'login' }, 'routes.login', /option routes\.login must be a path starting with '\/' \(printable ASCII, no spaces\) or false, got "login"/],
     [{ logout: 5 }, 'routes.logout', /option routes\.logout must be a path/],
-    [{ login: '/x', logout: '/x' }, 'routes.login', /options routes\.login, routes\.logout and routes\.logoutAll must differ, got \/x, \/x, \/logout\/all/],
+    [{ login: '/x', logout: '/x' }, 'routes.login', /options routes\.login, routes\.logout, routes\.logoutAll, routes\.tokens and routes\.password must differ, got \/x, \/x, \/logout\/all, \/tokens, \/password/],
     [{ loginPath: '/x' }, 'routes.loginPath', /unknown option routes\.loginPath \(known: routes\.login,/],
     [{ loginGuard: {} }, 'routes.loginGuard', /option routes\.loginGuard must be a provider/],
     [{ loginGuard: ['abc'] }, 'routes.loginGuard', /option routes\.loginGuard must be a provider/],

@@ -42,7 +42,7 @@ t.test('/login, /logout and /logout/all with their schemas and security', async 
   t.teardown(() => app.close())
   t.match(doc.openapi, /^3\./)
   t.same(doc.components.securitySchemes.bearerAuth, { type: 'http', scheme: 'bearer' })
-  t.same(Object.keys(doc.paths).sort(), ['/login', '/logout', '/logout/all', '/me'])
+  t.same(Object.keys(doc.paths).sort(), ['/login', '/logout', '/logout/all', '/me', '/password', '/tokens', '/tokens/{id}'])
 
   const login = doc.paths['/login'].post
   t.same(login.tags, ['auth'])
@@ -60,7 +60,7 @@ t.test('/login, /logout and /logout/all with their schemas and security', async 
       name: { type: 'string', maxLength: 200 }
     }
   })
-  t.same(Object.keys(login.responses).sort(), ['200', '400', '401', '413', '415', '429', '503'])
+  t.same(Object.keys(login.responses).sort(), ['200', '400', '401', '403', '413', '415', '429', '503'])
   const ok = login.responses['200'].content?.['application/json'].schema
   t.match(ok, { type: 'object', required: ['token', 'token_type'], properties: { token: { type: 'string' }, token_type: { enum: ['Bearer'] } } })
   t.notOk('expires_in' in (ok?.properties ?? {}), 'no expires_in when tokens never expire')
@@ -78,6 +78,23 @@ t.test('/login, /logout and /logout/all with their schemas and security', async 
     t.notOk(op.requestBody, `${path} takes no body`)
     t.same(Object.keys(op.responses).sort(), ['204', '400', '401', '403', '503'])
   }
+
+  // Token self-service: every operation needs a token, and says what it answers.
+  const operations = [
+    ['/tokens', 'get', ['200', '401', '403', '503'], 'tokens'],
+    ['/tokens', 'post', ['201', '400', '401', '403', '413', '415', '503'], 'tokens'],
+    ['/tokens/{id}', 'delete', ['204', '401', '403', '404', '503'], 'tokens'],
+    ['/password', 'post', ['200', '400', '401', '403', '413', '415', '429', '503'], 'auth']
+  ] as const
+  for (const [path, method, codes, tag] of operations) {
+    const op = doc.paths[path][method]
+    t.same(op.tags, [tag], `${method} ${path}`)
+    t.same(op.security, [{ bearerAuth: [] }], `${method} ${path} needs a bearer token`)
+    t.same(Object.keys(op.responses).sort(), codes, `${method} ${path}: its responses`)
+  }
+  t.match(doc.paths['/tokens'].post.requestBody?.content['application/json'].schema, {
+    type: 'object', additionalProperties: false, properties: { name: { type: 'string' }, scopes: { type: 'array' }, expiresIn: { type: 'integer' } }
+  })
 })
 
 t.test('with expiry, a login guard and no throttle', async (t) => {
@@ -107,7 +124,7 @@ t.test('custom paths and scheme name; or no security at all for an app without t
   })
   await custom.ready()
   const doc = custom.swagger() as unknown as Document
-  t.same(Object.keys(doc.paths).sort(), ['/auth/revoke', '/auth/token'])
+  t.same(Object.keys(doc.paths).sort(), ['/auth/revoke', '/auth/token', '/password', '/tokens', '/tokens/{id}'])
   t.same(doc.paths['/auth/revoke'].post.security, [{ token: [] }])
 
   const { app, doc: bare } = await document({ securityScheme: false }, false)

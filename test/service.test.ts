@@ -254,7 +254,8 @@ t.test('chunkPayloads keeps each NOTIFY payload under the limit', async (t) => {
 
 t.test('NOTIFY reaches a separate connection, chunked, only after commit', async (t) => {
   if (!requirePostgres(t)) return
-  const { url, service } = await freshDatabase(t)
+  // Hundreds of tokens for one user: no token limit here.
+  const { url, service } = await freshDatabase(t, { service: { passwordParams: FAST_PASSWORD_PARAMS, maxTokensPerUser: false } })
   const listener = postgres(url!, { max: 1, onnotice: () => {} })
   t.teardown(() => listener.end({ timeout: 5 }))
   const payloads: string[] = []

@@ -97,7 +97,7 @@ t.before(async () => {
     },
     devDependencies: {
       // What the README's examples use beside the plugin.
-      ...Object.fromEntries(['@fastify/cors', '@fastify/helmet', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/static', '@fastify/websocket', '@types/ws']
+      ...Object.fromEntries(['@fastify/cors', '@fastify/helmet', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/static', '@fastify/websocket', '@types/ws', 'ioredis', '@fastify/rate-limit']
         .map((name) => [name, installed(name)])),
       'drizzle-kit': installed('drizzle-kit'),
       typescript: installed('typescript'),
@@ -246,12 +246,16 @@ t.test('(c) an app that put the 0.1.0 tables in its own drizzle-kit migrations u
   await sql(url, "insert into token_auth_tokens (user_id, token_hash, prefix, name) select id, $1, $2, 'laptop' from token_auth_users", [hash, token.slice(0, 8)])
 
   // The upgrade: the schema now takes the tables from the package.
-  writeFileSync(path.join(dir, 'schema.ts'), "export { users, tokens } from 'fastify-token-auth/schema'\n")
+  writeFileSync(path.join(dir, 'schema.ts'), "export { users, tokens, throttle, events } from 'fastify-token-auth/schema'\n")
   const gen = await generateWithRename(dir, env)
   t.equal(gen.code, 0, `drizzle-kit generate, "prefix" renamed to "hint"${gen.code === 0 ? '' : `\n${gen.stdout}`}`)
   const migrations = readdirSync(path.join(dir, 'drizzle')).filter((f) => f.endsWith('.sql')).sort()
   t.equal(migrations.length, 2)
-  t.match(readFileSync(path.join(dir, 'drizzle', migrations[1]), 'utf8'), /^ALTER TABLE "token_auth_tokens" RENAME COLUMN "prefix" TO "hint";\s*$/)
+  const upgrade = readFileSync(path.join(dir, 'drizzle', migrations[1]), 'utf8')
+  t.match(upgrade, /ALTER TABLE "token_auth_tokens" RENAME COLUMN "prefix" TO "hint";/)
+  t.match(upgrade, /CREATE TABLE "token_auth_throttle"/)
+  t.match(upgrade, /CREATE TABLE "token_auth_events"/)
+  t.notMatch(upgrade, /DROP|ADD COLUMN "hint"/, 'a rename, not a drop and an add')
   const mig = await run(kit, ['migrate'], { cwd: dir, env })
   t.equal(mig.code, 0, 'drizzle-kit migrate')
   t.same(await sql(url, 'select u.username, t.hint, t.name from token_auth_tokens t join token_auth_users u on u.id = t.user_id'),

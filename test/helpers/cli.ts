@@ -162,6 +162,28 @@ export async function scenario (t: Test, target: Target): Promise<void> {
   t.match(r.stdout, /deleted 1 expired token\n/)
   t.equal((await whoami(target, shortLived)).statusCode, 401)
 
+  // Log out everywhere, but one; a password change ends every session, unless asked not to.
+  // One at a time: the embedded database opens in one process at a time.
+  const made: string[] = []
+  for (const name of ['keep', 'lose1', 'lose2']) made.push((await run(['token', 'create', 'alice', '--name', name])).stdout.trim())
+  const [keep, lose1, lose2] = made
+  const keepId = (JSON.parse((await run(['token', 'list', 'alice', '--json'])).stdout) as Array<{ id: number, name: string }>).find((x) => x.name === 'keep')!.id
+  r = await run(['token', 'revoke-all', 'alice', '--except', String(keepId)])
+  t.equal(r.code, 0, 'token revoke-all exits 0')
+  t.equal(r.stdout, 'revoked 2 tokens\n')
+  const codes: number[] = []
+  for (const tok of [keep, lose1, lose2]) codes.push((await whoami(target, tok)).statusCode)
+  t.same(codes, [200, 401, 401], 'all but --except revoked')
+  r = await run(['user', 'password', 'alice', '--keep-tokens'], 'pass word\n')
+  t.equal(r.stdout, 'changed the password of "alice"; revoked 0 tokens\n')
+  t.equal((await whoami(target, keep)).statusCode, 200, '--keep-tokens keeps them')
+  r = await run(['user', 'password', 'alice'], 'pass word\n')
+  t.equal(r.stdout, 'changed the password of "alice"; revoked 1 token\n')
+  t.equal((await whoami(target, keep)).statusCode, 401, 'a password change revokes the tokens')
+  r = await run(['token', 'revoke-all', 'nobody'])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /user "nobody" does not exist/)
+
   r = await run(['token', 'create', 'alice', '--name', 'phone'])
   const phone = r.stdout.trim()
   t.equal((await whoami(target, phone)).statusCode, 200)
