@@ -313,9 +313,15 @@ t.test('native-app flow: /login guarded by an app token, every other route on th
 })
 
 t.test('/logout with a token from another provider (a static secret): 403, nothing revoked', async (t) => {
-  const app = await build({}, { provider: new SecretTokenAuthProvider({ tokens: ['service-secret'] }) })
+  // The secret carries the scope /logout/all asks for (routes.manageScope), so both reach the handler.
+  const app = await build({}, {
+    provider: new SecretTokenAuthProvider({ tokens: [{ token: 'service-secret', scopes: ['tokens'] }, 'bare-secret'] })
+  })
   t.teardown(() => app.close())
   t.equal((await me(app, 'service-secret')).statusCode, 200, 'the secret works on protected routes')
+  const unscoped = await app.inject({ method: 'POST', url: '/logout/all', headers: bearer('bare-secret') })
+  t.equal(unscoped.statusCode, 403, 'without the scope, /logout/all is refused before the handler')
+  t.equal(unscoped.json().code, 'FST_TOKEN_AUTH_INSUFFICIENT_SCOPE')
   const alice = (await login(app, { username: 'alice', password: PASSWORD })).json().token
   for (const url of ['/logout', '/logout/all']) {
     const res = await app.inject({ method: 'POST', url, headers: bearer('service-secret') })
@@ -532,7 +538,7 @@ t.test('a user deactivated between the password check and the token: the same 40
 
 t.test('/logout/all with a store-format token another provider resolved to a non-database user: 403', async (t) => {
   const lookalike = generateToken()
-  const impostor = { getUser: (token: string) => token === lookalike ? { id: 'ext-1', username: 'external' } : null }
+  const impostor = { getUser: (token: string) => token === lookalike ? { id: 'ext-1', username: 'external', scopes: ['tokens'] } : null }
   const app = await build({}, { provider: impostor })
   t.teardown(() => app.close())
   t.equal((await me(app, lookalike)).statusCode, 200)
