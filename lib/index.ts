@@ -19,6 +19,7 @@ export type { TokenCacheOptions } from './providers/token-cache.js'
 // Store: database, migrations, tables, the token service
 export { createDatabase, ping } from './store/database.js'
 export type { Database, TokenAuthDatabase, CreateDatabaseOptions, ListenFn } from './store/database.js'
+export type { ReplicaSet } from './store/replicas.js'
 export { migrate, MIGRATIONS_FOLDER } from './store/migrate.js'
 export { users, tokens, throttle, events, tokenAuthTables } from './store/schema.js'
 export { databaseThrottleStore, rateLimitStore } from './store/throttle-store.js'

@@ -124,6 +124,7 @@ async function openStore (o: ResolvedOptions, database: NonNullable<ResolvedOpti
     ...o.drizzle,
     db: database.db,
     listen: database.listen,
+    replicas: database.replicas,
     service,
     notifyChannel: service.notifyChannel
   })

@@ -4,6 +4,7 @@ import type { DrizzleTokenAuthProviderOptions, DrizzleTokenAuthProvider } from '
 import type { TokenAuthProvider, TokenAuthUser } from './providers/provider.js'
 import type { LoginRoutesOptions } from './routes/options.js'
 import type { ListenFn, TokenAuthDatabase } from './store/database.js'
+import type { ReplicaSet } from './store/replicas.js'
 import type { TokenService, TokenServiceOptions } from './store/service.js'
 import type { Maintenance } from './store/maintenance.js'
 import type { MetricsSnapshot } from './metrics.js'
@@ -14,9 +15,9 @@ export interface TokenAuthOptions {
   provider?: TokenAuthProvider | readonly TokenAuthProvider[]
   /** The token store (`createDatabase()`'s result, migrated). Enables the database provider, the
    * TokenService (`fastify.tokenAuth.service`) and the /login and /logout routes. */
-  database?: { db: TokenAuthDatabase, listen?: ListenFn, url?: string }
+  database?: { db: TokenAuthDatabase, listen?: ListenFn, url?: string, replicas?: ReplicaSet }
   /** Options of the default DrizzleTokenAuthProvider (cache, lastUsedInterval, queryTimeout). */
-  drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'service' | 'prefix' | 'notifyChannel'>
+  drizzle?: Omit<DrizzleTokenAuthProviderOptions, 'db' | 'listen' | 'service' | 'prefix' | 'notifyChannel' | 'replicas'>
   /** Options of the TokenService made on `database` (token prefix, scrypt parameters, NOTIFY channel). */
   service?: TokenServiceOptions
   /** The /login, /logout and /logout/all routes (with `database`); `false` registers none. */

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { errorCodes } from '../lib/index.js'
 import { pluginOptions } from '../lib/options.js'
+import { databaseOptions } from '../lib/store/database.js'
 import { optionPaths } from '../lib/validate.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -21,6 +22,12 @@ t.test('every plugin option is in the README, by its whole path', async (t) => {
     // In a table row or the text, in backticks; `routes.login` may share a cell with its siblings.
     t.ok(readme.includes(`\`${path}\``), path)
   }
+})
+
+t.test('every createDatabase option is in the README', async (t) => {
+  const paths = optionPaths(databaseOptions)
+  t.ok(paths.includes('replicas') && paths.includes('replicaMaxLag'), 'the replica options are listed')
+  for (const path of paths) t.ok(readme.includes(`| \`${path}\` |`), path)
 })
 
 t.test('the table of contents follows the order of the sections', async (t) => {

@@ -1,6 +1,7 @@
 import { eq, sql } from 'drizzle-orm'
 import { TokenAuthUnavailableError } from '../errors.js'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
+import { ReplicaSet } from '../store/replicas.js'
 import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
 import { checkTokenFormat, hashToken } from '../store/token-format.js'
@@ -30,6 +31,9 @@ export interface DrizzleTokenAuthProviderOptions {
   notifyChannel?: string
   /** A lookup that takes longer than this (ms) is answered "unavailable". Default 5,000. */
   queryTimeout?: number
+  /** Read replicas (createDatabase()'s `replicas`): lookups are read there, every answer but a yes
+   * is asked again of `db`, and tokens revoked lately are read from `db` only. */
+  replicas?: ReplicaSet
 }
 
 /** The options the plugin's `drizzle` object takes (the others come from the plugin's store). */
@@ -46,7 +50,8 @@ const providerOptions = object({
   listen: optional(satisfies<ListenFn>((v) => typeof v === 'function', 'a function (createDatabase()\'s `listen`)')),
   service: optional(satisfies<TokenService>((v) => v instanceof TokenService, 'a TokenService')),
   prefix: optional(prefixOption),
-  notifyChannel: optional(channelOption)
+  notifyChannel: optional(channelOption),
+  replicas: optional(satisfies<ReplicaSet>((v) => v instanceof ReplicaSet, 'a ReplicaSet (createDatabase()\'s `replicas`)'))
 })
 
 function buildLookup (db: TokenAuthDatabase, source: UserSource) {
@@ -78,6 +83,9 @@ function buildLookup (db: TokenAuthDatabase, source: UserSource) {
 export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   readonly #service: TokenService
   readonly #lookup: ReturnType<typeof buildLookup>
+  readonly #replicas: ReplicaSet | undefined
+  /** The prepared lookup on each db the replicas read from (the primary's is `#lookup`). */
+  readonly #lookups = new Map<TokenAuthDatabase, ReturnType<typeof buildLookup>>()
   readonly #prefixes: readonly string[]
   readonly #cache: TokenCache
   readonly #lastUsedInterval: number
@@ -96,6 +104,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     const options = providerOptions(opts, 'DrizzleTokenAuthProvider')
     this.#service = options.service ?? new TokenService({ db: options.db })
     this.#lookup = buildLookup(options.db, this.#service.users)
+    this.#replicas = options.replicas
+    this.#lookups.set(options.db, this.#lookup)
     this.#prefixes = options.prefix === undefined ? this.#service.prefixes : [options.prefix]
     this.#cache = new TokenCache(options.cache)
     this.#lastUsedInterval = options.lastUsedInterval === false ? Infinity : options.lastUsedInterval
@@ -108,7 +118,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
     this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
     this.#unsubscribe.push(this.#service.onUserChanged((userId) => this.invalidateUser(userId)))
-    if (options.listen !== undefined && this.#cache.enabled) {
+    // Without a cache, the replicas still need to hear of revocations (reads of them go to the primary).
+    if (options.listen !== undefined && (this.#cache.enabled || this.#replicas !== undefined)) {
       const channel = options.notifyChannel ?? this.#service.notifyChannel
       this.#listening = options.listen(
         channel,
@@ -164,7 +175,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     const epoch = this.#cache.epoch
     this.#metrics.queries++
     try {
-      const rows = await withTimeout(this.#lookup.execute({ hash }), this.#queryTimeout,
+      const rows = await withTimeout(this.#replicas === undefined ? this.#lookup.execute({ hash }) : this.#readReplica(hash), this.#queryTimeout,
         () => new TokenAuthUnavailableError(`token lookup took over ${this.#queryTimeout} ms`))
       const now = Date.now()
       const row = rows[0]
@@ -191,6 +202,20 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     } catch (err) {
       throw err instanceof TokenAuthUnavailableError ? err : new TokenAuthUnavailableError('token lookup failed', { cause: err })
     }
+  }
+
+  /** The lookup on a replica; only a yes is taken from it (a token just issued may not be there yet). */
+  #readReplica (hash: string): ReturnType<ReturnType<typeof buildLookup>['execute']> {
+    const replicas = this.#replicas!
+    return replicas.read([hash], (db) => {
+      let lookup = this.#lookups.get(db)
+      if (lookup === undefined) this.#lookups.set(db, lookup = buildLookup(db, this.#service.users))
+      return lookup.execute({ hash })
+    }, (rows) => {
+      const row = rows[0]
+      return row !== undefined && row.active && (row.expiresAt === null || row.expiresAt.getTime() > Date.now()) &&
+        !replicas.changedLately(`user:${String(row.userId)}`)
+    }, this.#metrics)
   }
 
   #touch (entry: CachedToken, now: number): void {
@@ -226,6 +251,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
   /** Forget every cached token of this user (userChanged in this process, or a NOTIFY from another). */
   invalidateUser (userId: UserId): void {
+    this.#replicas?.changed([`user:${String(userId)}`])
     this.#cache.invalidateUser(String(userId))
     this.#inflight.clear()
   }
@@ -240,12 +266,17 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
   /** Forget these token hashes at once (revocation in this process, or a NOTIFY from another). */
   invalidate (hashes: Iterable<string>): void {
+    if (this.#replicas !== undefined) {
+      hashes = [...hashes]
+      this.#replicas.changed(hashes)
+    }
     this.#cache.invalidate(hashes)
     this.#inflight.clear()
   }
 
   /** Forget every cached answer. */
   clearCache (): void {
+    this.#replicas?.primaryOnly()
     this.#cache.clear()
     this.#inflight.clear()
   }

@@ -10,9 +10,10 @@ import { PGlite } from '@electric-sql/pglite'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
-import { bool, integer, object, optional, satisfies, string } from '../validate.js'
+import { arrayOf, bool, integer, ms, object, optional, optionError, orFalse, satisfies, string } from '../validate.js'
 import { acquireLock } from './embedded-lock.js'
 import { validateChannel } from './notify.js'
+import { ReplicaSet } from './replicas.js'
 import * as schema from './schema.js'
 
 /** A Drizzle database on either driver; every query of the store type-checks against this. */
@@ -38,6 +39,16 @@ export interface CreateDatabaseOptions {
   connectTimeout?: number
   /** PGlite only: use this existing instance (e.g. a `clone()`); `close()` closes it. No lock is taken. */
   pglite?: PGlite
+  /** postgres.js only: URLs of read replicas (hot standbys of `url`) the token lookups are read from;
+   * writes, LISTEN and NOTIFY stay on `url`. Each gets a pool of `max` connections. */
+  replicas?: string[]
+  /** With `replicas`: a replica further behind the primary than this many ms is not read from
+   * (default 1,000); `false` does not check the lag. */
+  replicaMaxLag?: number | false
+  /** With `replicas`: ms a replica that failed is left alone before it is tried again (default 5,000). */
+  replicaRetry?: number
+  /** With `replicas`: ms a lookup on a replica may take before the primary is asked (default 1,000). */
+  replicaTimeout?: number
 }
 
 export interface Database {
@@ -55,6 +66,8 @@ export interface Database {
   pglite?: PGlite
   /** PGlite on disk: the absolute data directory. */
   dataDir?: string
+  /** With the `replicas` option: where the token lookups are read (see replicas.ts). */
+  replicas?: ReplicaSet
 }
 
 export const DEFAULT_DATA_DIR = '.data'
@@ -109,20 +122,31 @@ export const DEFAULT_CONNECT_TIMEOUT = 10
 export async function createDatabase (url?: string, options: CreateDatabaseOptions = {}): Promise<Database> {
   const opts = databaseOptions(options, 'createDatabase')
   if (url !== undefined && url !== '') return createPostgres(url, opts)
+  if (opts.replicas.length > 0) throw optionError('replicas', 'option replicas needs a PostgreSQL url: the embedded database (PGlite) has no replicas')
   return await createPglite(opts)
 }
 
-const databaseOptions = object({
+// Checked without quoting the value: a URL may hold a password.
+const replicaUrl = (value: unknown, path: string): string => {
+  if (typeof value !== 'string' || !/^postgres(ql)?:\/\/./.test(value)) throw optionError(path, `option ${path} must be a postgres:// URL`)
+  return value
+}
+
+export const databaseOptions = object({
   dataDir: optional(string({ expected: 'a directory path' })),
   memory: bool(false),
   max: integer({ min: 1, max: 1000, default: 10 }),
   connectTimeout: integer({ min: 1, max: 3600, default: DEFAULT_CONNECT_TIMEOUT, unit: 'seconds' }),
-  pglite: optional(satisfies<PGlite>((v) => typeof (v as PGlite | null)?.query === 'function', 'a PGlite instance'))
+  pglite: optional(satisfies<PGlite>((v) => typeof (v as PGlite | null)?.query === 'function', 'a PGlite instance')),
+  replicas: arrayOf(replicaUrl, { max: 16, expected: 'an array of at most 16 postgres:// URLs', default: [] }),
+  replicaMaxLag: orFalse(ms(1_000)),
+  replicaRetry: ms(5_000),
+  replicaTimeout: ms(1_000)
 })
 type ResolvedDatabaseOptions = ReturnType<typeof databaseOptions>
 
-function createPostgres (url: string, opts: ResolvedDatabaseOptions): Database {
-  const client = postgres(url, {
+function postgresClient (url: string, opts: ResolvedDatabaseOptions): postgres.Sql {
+  return postgres(url, {
     max: opts.max,
     connect_timeout: opts.connectTimeout,
     // postgres.js (3.4.9) runs its array-type lookup on every new connection from an async function
@@ -135,14 +159,27 @@ function createPostgres (url: string, opts: ResolvedDatabaseOptions): Database {
     backoff: reconnectBackoff,
     onnotice: () => {}
   })
+}
+
+function createPostgres (url: string, opts: ResolvedDatabaseOptions): Database {
+  const client = postgresClient(url, opts)
   guardTransactions(client)
   const db = drizzlePostgres(client, { schema })
+  // Replicas are only read from (no transactions): their pools need no guard.
+  const replicaClients = opts.replicas.map((u) => postgresClient(u, opts))
+  const replicas = replicaClients.length === 0
+    ? undefined
+    : new ReplicaSet(
+      { db, query: async (text) => [...await client.unsafe(text)] },
+      replicaClients.map((c) => ({ db: drizzlePostgres(c, { schema }), query: async (text) => [...await c.unsafe(text)] })),
+      { maxLag: opts.replicaMaxLag, retry: opts.replicaRetry, timeout: opts.replicaTimeout })
   let closed: Promise<void> | undefined
   return {
     db,
     kind: 'postgres',
     sql: client,
     url,
+    replicas,
     async listen (channel, onMessage, onReconnect) {
       validateChannel(channel)
       let subscribed = false
@@ -154,7 +191,10 @@ function createPostgres (url: string, opts: ResolvedDatabaseOptions): Database {
       return async () => { await sub.unlisten() }
     },
     close () {
-      closed ??= client.end({ timeout: 5 })
+      closed ??= (async () => {
+        replicas?.close()
+        await Promise.all([client, ...replicaClients].map((c) => c.end({ timeout: 5 })))
+      })()
       return closed
     }
   }

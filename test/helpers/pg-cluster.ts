@@ -49,6 +49,10 @@ export interface Cluster {
   resumeReplay: () => Promise<void>
   /** Bytes of WAL written on the primary and not yet replayed on the replica. */
   replicationLagBytes: () => Promise<number>
+  /** Stops the primary (fast shutdown), keeping its data; a replica keeps serving reads. */
+  stopPrimary: () => Promise<void>
+  /** Starts the stopped primary again, on the same port (and, with a replica, waits until it streams). */
+  startPrimary: () => Promise<void>
 }
 
 export class PgClusterError extends Error {
@@ -319,7 +323,9 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
       startReplica: noReplica,
       pauseReplay: noReplica,
       resumeReplay: noReplica,
-      replicationLagBytes: noReplica
+      replicationLagBytes: noReplica,
+      stopPrimary: async () => { await stopServer(primary, 'fast') },
+      startPrimary: async () => { await startServer(primary) }
     }
     if (options.replica === true) {
       const replica = await newServer('replica')
@@ -340,6 +346,10 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
         replicaPort: replica.port,
         replicaDataDir: replica.dataDir,
         startReplica,
+        startPrimary: async () => {
+          await startServer(primary)
+          await waitFor('the replica to stream from the restarted primary', timeoutMs, streaming)
+        },
         stopReplica: async () => {
           await stopServer(replica, 'fast')
           await waitFor('the primary to see the replica gone', timeoutMs, async () => !await streaming())
