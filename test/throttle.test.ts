@@ -1,7 +1,8 @@
 // Failed-login throttling: per account and address pair, per address (IPv6 per /64) and per account
 // from addresses it never logged in from; 429 with Retry-After; a window that ends; counters kept in
 // the database, shared by every process and kept across a restart; a burst held to a few real checks;
-// any @fastify/rate-limit store (Redis); a store that fails answers 503; switchable off.
+// refusals paced per address; any @fastify/rate-limit store (Redis); a store that fails answers 503;
+// switchable off.
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type InjectOptions, type LightMyRequestResponse } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
@@ -46,7 +47,7 @@ function isThrottled (t: Test, res: LightMyRequestResponse, maxRetryAfter: numbe
 }
 
 t.test('the defaults', async (t) => {
-  const defaults = { perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 900_000, knownAddressTtl: 30 * 24 * 3600 * 1000 }
+  const defaults = { perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 900_000, knownAddressTtl: 30 * 24 * 3600 * 1000, refusalsPerSecond: 10 }
   t.same(DEFAULT_THROTTLE, defaults)
   t.same(throttleOptions(undefined, 'routes.throttle'), { ...defaults, store: undefined, allowList: undefined })
   t.same(throttleOptions(false, 'routes.throttle'), false)
@@ -145,6 +146,24 @@ t.test('a concurrent burst: one client gets a few real checks, the rest 429 at o
   t.same(statuses(good), Array(4).fill(200), 'concurrent logins of other clients all get through')
 })
 
+t.test('a burst against an account does not hold its owner, on an address they logged in from, to the account\'s share', async (t) => {
+  // A check of tens of ms (ln 14): the burst's checks are still running and waiting when the owner comes.
+  const { database, service } = await freshDatabase(t, { service: { passwordParams: { ln: 14 } } })
+  await service.createUser('bob', PASSWORD)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(tokenAuth, { database, service: { passwordParams: { ln: 14 } }, routes: { throttle: { perAccountAndIp: 1000, perIp: 1000, perAccount: 1000 } } })
+  t.equal((await login(app, 'bob', PASSWORD, '10.2.2.2')).statusCode, 200, 'the owner\'s usual address')
+  const burst = Array.from({ length: 12 }, (_, i) => login(app, 'bob', 'wrong', `10.3.3.${i + 1}`))
+  // The first refusal means the account's share is full (one running, two waiting): the owner comes then.
+  const first = await Promise.race(burst.map(async (p) => { const res = await p; if (res.statusCode !== 429) await new Promise(() => {}); return res }))
+  t.equal(first.statusCode, 429, 'the account\'s share is full')
+  const owner = await login(app, 'bob', PASSWORD, '10.2.2.2')
+  t.equal(owner.statusCode, 200, 'the owner gets in meanwhile')
+  const others = statuses(await Promise.all(burst))
+  t.ok(others.every((s) => s === 401 || s === 429), `the burst: checked or refused (${others.join(' ')})`)
+})
+
 t.test('the counters are in the database: shared by two app instances, kept across a restart, swept when expired', async (t) => {
   const { database, build } = await setup(t, { throttle: { perAccountAndIp: 4, timeWindow: 60_000 } })
   const other = await build()
@@ -227,6 +246,34 @@ t.test('the counter store fails: 503 with Retry-After, never 500, nothing left r
   t.equal((await login(app, 'bob', PASSWORD)).statusCode, 200)
 })
 
+t.test('refusals are paced per address: a flood of refused logins cannot crowd out a login from elsewhere', async (t) => {
+  const { app } = await setup(t, { throttle: { perIp: 2, refusalsPerSecond: 4 } })
+  for (let i = 0; i < 2; i++) t.equal((await login(app, 'carol', 'wrong', '10.5.5.5')).statusCode, 401)
+  const done: string[] = []
+  const tagged = async (tag: string, answer: Promise<LightMyRequestResponse>): Promise<LightMyRequestResponse> => {
+    const res = await answer
+    done.push(tag)
+    return res
+  }
+  // 16 at once from the refused address: a burst of 4 answered at once, then 4 a second (3 s).
+  const flood = Array.from({ length: 16 }, (_, i) => tagged('flood', login(app, i % 2 === 0 ? 'carol' : 'alice', 'wrong', '10.5.5.5')))
+  const owner = tagged('owner', login(app, 'bob', PASSWORD, '10.6.6.6'))
+  const other = tagged('other refused', (async () => {
+    for (let i = 0; i < 2; i++) await login(app, 'carol', 'wrong', '10.7.7.7')
+    return await login(app, 'carol', 'wrong', '10.7.7.7')
+  })())
+  const answers = await Promise.all(flood)
+  t.same(statuses(answers), Array(16).fill(429), 'every one of them refused')
+  isThrottled(t, answers[15], 900)
+  t.equal((await owner).statusCode, 200)
+  t.equal((await other).statusCode, 429)
+  t.ok(done.indexOf('owner') < done.lastIndexOf('flood'), `a login from another address answered before the flood's last refusal (${done.join(', ')})`)
+  t.ok(done.indexOf('other refused') < done.lastIndexOf('flood'), 'another refused address keeps its own pace')
+  const { app: unpaced } = await setup(t, { throttle: { perIp: 2, refusalsPerSecond: false } })
+  for (let i = 0; i < 2; i++) await login(unpaced, 'carol', 'wrong', '10.5.5.5')
+  t.same(statuses(await Promise.all(Array.from({ length: 16 }, () => login(unpaced, 'carol', 'wrong', '10.5.5.5')))), Array(16).fill(429), 'refusalsPerSecond: false, the same answers')
+})
+
 t.test('allowList: addresses the throttle leaves alone', async (t) => {
   const { app } = await setup(t, { throttle: { perAccountAndIp: 2, perIp: 2, allowList: ['10.9.9.9'] } })
   const trusted: number[] = []
@@ -261,7 +308,7 @@ t.test('throttle: false turns it off', async (t) => {
 
 t.test('option checks', async (t) => {
   for (const [throttle, option] of [[{ perAccountAndIp: 0 }, 'routes.throttle.perAccountAndIp'], [{ knownAddressTtl: -1 }, 'routes.throttle.knownAddressTtl'],
-    [{ store: {} }, 'routes.throttle.store'], [{ allowList: 'x' }, 'routes.throttle.allowList']] as const) {
+    [{ refusalsPerSecond: 0 }, 'routes.throttle.refusalsPerSecond'], [{ store: {} }, 'routes.throttle.store'], [{ allowList: 'x' }, 'routes.throttle.allowList']] as const) {
     const { database } = await freshDatabase(t)
     await t.rejects(async () => { await Fastify().register(tokenAuth, { database, routes: { throttle: throttle as never } }) }, { code: 'FST_TOKEN_AUTH_INVALID_OPTION', option })
   }

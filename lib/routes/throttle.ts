@@ -12,10 +12,14 @@
  * Past a limit the answer is 429 with Retry-After until that key's window ends (it never moves: the
  * first failure plus `timeWindow`). An attempt refused for being one too many at once (the password
  * queue's per-client bound), or that timed out, counts like a failure. Successes are not counted.
+ * The 429s for a limit reached are paced per address (`refusalsPerSecond`, refusal-pace.ts): a client
+ * that asks as fast as it is refused would otherwise take the CPU everyone else's password checks
+ * need. Those for one too many at once are not: each counts, so the limits soon hold them too.
  *
  * A client in good standing (a known address, or one without failures in the window) is "trusted":
  * it may use the password slot kept in reserve (kdf-queue.ts), so a flood from a few clients cannot
- * hold every slot.
+ * hold every slot. The password queue's fair share is per address and per account, except that an
+ * address the account logged in from does not share the account's (one in flight, two waiting).
  *
  * The counters live in the database by default (throttle-store.ts: shared by every process, kept
  * across restarts, never evicted), or in any @fastify/rate-limit store.
@@ -23,6 +27,7 @@
 import type { FastifyRequest } from 'fastify'
 import { normalizeIP } from '@fastify/rate-limit'
 import type { ThrottleStore } from '../store/throttle-store.js'
+import { RefusalPace } from './refusal-pace.js'
 import { integer, invalid, ms, object, optional, orFalse, satisfies, type Check, type Checked } from '../validate.js'
 
 export interface LoginThrottleOptions {
@@ -38,11 +43,13 @@ export interface LoginThrottleOptions {
   knownAddressTtl?: number | false
   /** Where the counters are: the database (default) or `rateLimitStore(new RedisStore(...))`. */
   store?: ThrottleStore
+  /** 429s one address gets per second, after a burst of as many; more wait their turn; `false`: unpaced. Default 10. */
+  refusalsPerSecond?: number | false
   /** Addresses (exact, after IPv6 /64 folding) or a function of the address that the throttle leaves alone. */
   allowList?: readonly string[] | ((address: string) => boolean)
 }
 
-export const DEFAULT_THROTTLE = Object.freeze({ perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 15 * 60 * 1000, knownAddressTtl: 30 * 24 * 3600 * 1000 })
+export const DEFAULT_THROTTLE = Object.freeze({ perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 15 * 60 * 1000, knownAddressTtl: 30 * 24 * 3600 * 1000, refusalsPerSecond: 10 })
 
 const limit = (def: number): Check<number | false> => orFalse(integer({ min: 1, max: 1_000_000, default: def }))
 const isStore = (v: unknown): boolean => typeof (v as ThrottleStore | null)?.read === 'function' && typeof (v as ThrottleStore).hit === 'function'
@@ -59,9 +66,10 @@ export const throttleOptions = orFalse(object({
   perIp: limit(DEFAULT_THROTTLE.perIp),
   timeWindow: ms(DEFAULT_THROTTLE.timeWindow),
   knownAddressTtl: orFalse(integer({ min: 1, max: 366 * 24 * 3600 * 1000, default: DEFAULT_THROTTLE.knownAddressTtl, unit: 'milliseconds' })),
+  refusalsPerSecond: orFalse(integer({ min: 1, max: 1_000_000, default: DEFAULT_THROTTLE.refusalsPerSecond })),
   store: optional(satisfies<ThrottleStore>(isStore, 'a throttle store (read and hit), e.g. rateLimitStore(new RedisStore(...))')),
   allowList
-}, { expected: 'false or { perAccountAndIp?, perAccount?, perIp?, timeWindow?, knownAddressTtl?, store?, allowList? }' }))
+}, { expected: 'false or { perAccountAndIp?, perAccount?, perIp?, timeWindow?, knownAddressTtl?, refusalsPerSecond?, store?, allowList? }' }))
 export type ResolvedThrottleOptions = Exclude<Checked<typeof throttleOptions>, false>
 
 const PREFIX = 'login:'
@@ -84,15 +92,18 @@ export interface Throttled { retryAfter: number }
 export class LoginThrottle {
   readonly #o: ResolvedThrottleOptions
   readonly #store: ThrottleStore
+  readonly #pace: RefusalPace | undefined
 
   constructor (options: ResolvedThrottleOptions, store: ThrottleStore) {
     this.#o = options
     this.#store = store
+    this.#pace = options.refusalsPerSecond === false ? undefined : new RefusalPace(options.refusalsPerSecond)
   }
 
   /**
    * Checks the limits for this request. `account` is the normalized login name, or null when the
-   * name cannot be an account (then only the address limit applies). Rejects when the store fails.
+   * name cannot be an account (then only the address limit applies). A refusal resolves at its
+   * address's pace. Rejects when the store fails.
    */
   async begin (request: FastifyRequest, account: string | null): Promise<ThrottledAttempt | Throttled> {
     const o = this.#o
@@ -107,14 +118,19 @@ export class LoginThrottle {
     if (known !== undefined) keyed.push({ key: known, windowMs: o.knownAddressTtl as number })
     const counters = await this.#store.read(keyed)
     const count = (key: string | undefined): number => key === undefined ? 0 : counters.get(key)?.count ?? 0
-    const refuse = (key: string): Throttled => ({ retryAfter: Math.max(1, Math.ceil((counters.get(key)?.resetMs ?? o.timeWindow) / 1000)) })
+    const refuse = async (key: string): Promise<Throttled> => {
+      await this.#pace?.wait(address)
+      return { retryAfter: Math.max(1, Math.ceil((counters.get(key)?.resetMs ?? o.timeWindow) / 1000)) }
+    }
     const isKnown = known !== undefined && counters.has(known)
-    if (o.perIp !== false && count(ip) >= o.perIp) return refuse(ip)
-    if (pair !== undefined && o.perAccountAndIp !== false && count(pair) >= o.perAccountAndIp) return refuse(pair)
-    if (acct !== undefined && !isKnown && o.perAccount !== false && count(acct) >= o.perAccount) return refuse(acct)
+    if (o.perIp !== false && count(ip) >= o.perIp) return await refuse(ip)
+    if (pair !== undefined && o.perAccountAndIp !== false && count(pair) >= o.perAccountAndIp) return await refuse(pair)
+    if (acct !== undefined && !isKnown && o.perAccount !== false && count(acct) >= o.perAccount) return await refuse(acct)
     const failures = [pair, ip, acct].filter((k) => k !== undefined)
     return {
-      clients,
+      // The account's share of the password checks is not the owner's on a known address either (as
+      // for its counter): else a stranger guessing the account would hold the owner's logins to it.
+      clients: isKnown ? [`ip:${address}`] : clients,
       trusted: isKnown || (count(ip) === 0 && count(pair) === 0),
       fail: async () => { await this.#store.hit(failures, o.timeWindow) },
       succeed: async () => { if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number) }
