@@ -27,9 +27,20 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
   let close = async (): Promise<void> => {}
 
   switch (scenario) {
-    case 'bare':
+    case 'bare': case 'bare2':
+      // Two identical servers: how far apart they come out is the bench's noise in that run.
       app.get('/r', async () => body)
       break
+
+    case 'noop': {
+      // The limit for any provider: the plugin's whole path (header, resolver, guard) with a provider
+      // that answers at once, without looking at the token.
+      const { default: tokenAuth } = await lib<typeof import('../lib/index.js')>('index.js')
+      const user = Object.freeze({ id: 1, username: 'bench', scopes: Object.freeze([]) })
+      await app.register(tokenAuth, { provider: { getUser: () => user } })
+      app.get('/r', { preHandler: app.auth }, async () => body)
+      break
+    }
 
     case 'bearer-auth': {
       const { default: bearerAuth } = await import('@fastify/bearer-auth')
@@ -86,7 +97,10 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
       await app.register(tokenAuth, {
         database,
         drizzle: cold ? { cache: false } : {},
-        routes: scenario === 'login' ? {} : false
+        routes: scenario === 'login' ? {} : false,
+        // The rejections measure the check that refuses a token, not the per-address limit on
+        // unknown tokens (which would answer 429 after its first 100 from the loader's address).
+        ...(scenario.startsWith('reject-') ? { invalidTokens: false as const } : {})
       })
       app.addHook('onClose', async () => { await database.close() })
       app.get('/r', { preHandler: app.auth }, async () => body)
@@ -116,12 +130,15 @@ async function main (): Promise<void> {
       process.send?.({ type: 'started' })
     } else if (msg.type === 'stop') {
       const used = process.cpuUsage(cpu)
-      const wallMs = Number(process.hrtime.bigint() - t0) / 1e6
+      const t1 = process.hrtime.bigint()
       eld.disable()
       process.send?.({
         type: 'stopped',
         cpuUs: used.user + used.system,
-        wallMs,
+        wallMs: Number(t1 - t0) / 1e6,
+        // Monotonic µs, the clock of V8's CPU profile samples (bench/profile.ts keeps the window's).
+        t0Us: Number(t0 / 1000n),
+        t1Us: Number(t1 / 1000n),
         eld: { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6, mean: eld.mean / 1e6 },
         rssMb: process.memoryUsage().rss / 1048576
       })

@@ -10,7 +10,6 @@
  * This module imports nothing of the project.
  */
 import * as crypto from 'node:crypto'
-import * as zlib from 'node:zlib'
 
 export const BASE62_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
 /** Number of random base62 characters. */
@@ -36,10 +35,8 @@ export function validateTokenPrefix (prefix: string): string {
   return prefix
 }
 
-const nativeCrc32 = (zlib as unknown as { crc32?: (d: string) => number }).crc32
-
-/** CRC32 (IEEE) table for the pure-JS fallback; only built on Node versions without zlib.crc32 (< 20.15). */
-const CRC_TABLE: Uint32Array | undefined = nativeCrc32 === undefined ? makeCrcTable() : undefined
+/** CRC32 (IEEE) table: the format check computes the checksum in its character loop, without a slice. */
+const CRC_TABLE: Uint32Array = makeCrcTable()
 
 function makeCrcTable (): Uint32Array {
   const table = new Uint32Array(256)
@@ -51,15 +48,12 @@ function makeCrcTable (): Uint32Array {
   return table
 }
 
-/** Pure-JS CRC32 of an ASCII string (the random part of a token is base62). */
-function crc32Fallback (data: string): number {
-  const table = CRC_TABLE as Uint32Array
+/** CRC32 of an ASCII string (the random part of a token is base62). */
+function crc32 (data: string): number {
   let crc = 0xffffffff
-  for (let i = 0; i < data.length; i++) crc = table[(crc ^ data.charCodeAt(i)) & 0xff] ^ (crc >>> 8)
+  for (let i = 0; i < data.length; i++) crc = CRC_TABLE[(crc ^ data.charCodeAt(i)) & 0xff] ^ (crc >>> 8)
   return (crc ^ 0xffffffff) >>> 0
 }
-
-const crc32: (data: string) => number = nativeCrc32 ?? crc32Fallback
 
 function encodeChecksum (crc: number): string {
   let out = ''
@@ -99,7 +93,7 @@ export function generateToken (prefix: string = DEFAULT_TOKEN_PREFIX): string {
 
 /**
  * True when `token` has the right prefix and `_`, the exact length, only base62 characters after the
- * `_`, and a matching checksum. Hot path: a char-code loop and one CRC32, no regex, no throw.
+ * `_`, and a matching checksum. Hot path: one char-code loop computing the CRC32, no regex, no throw.
  * `prefix` is not validated here (validate it once, at configuration time).
  */
 export function checkTokenFormat (token: string, prefix: string): boolean {
@@ -112,8 +106,12 @@ export function checkTokenFormat (token: string, prefix: string): boolean {
   if (token.charCodeAt(p) !== 95 /* _ */) return false
   const start = p + 1
   const checksumStart = start + TOKEN_RANDOM_LENGTH
+  // The CRC32 of the random part, in the same loop that checks its characters (no slice, no call).
+  let crc = 0xffffffff
   for (let i = start; i < checksumStart; i++) {
-    if (base62Value(token.charCodeAt(i)) < 0) return false
+    const c = token.charCodeAt(i)
+    if (base62Value(c) < 0) return false
+    crc = CRC_TABLE[(crc ^ c) & 0xff] ^ (crc >>> 8)
   }
   let expected = 0
   for (let i = checksumStart; i < token.length; i++) {
@@ -121,8 +119,7 @@ export function checkTokenFormat (token: string, prefix: string): boolean {
     if (v < 0) return false
     expected = expected * 62 + v
   }
-  // The random part is pure ASCII: latin1 and utf8 encodings agree.
-  return crc32(token.slice(start, checksumStart)) === expected
+  return ((crc ^ 0xffffffff) >>> 0) === expected
 }
 
 const oneShotHash = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash
