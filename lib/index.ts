@@ -38,7 +38,8 @@ export { hashPassword, verifyPassword, needsRehash, DEFAULT_PASSWORD_PARAMS } fr
 export type { PasswordParams } from './store/passwords.js'
 export {
   TokenServiceError, UserExistsError, UserNotFoundError, UserInactiveError, InvalidTokenOptionsError, InvalidUsernameError,
-  InvalidPasswordError, KdfBusyError, ClientBusyError, EmbeddedDatabaseBusyError, UsersOwnedByAppError, StoreNotReadyError, MigrationsNotOursError
+  InvalidPasswordError, KdfBusyError, ClientBusyError, EmbeddedDatabaseBusyError, UsersOwnedByAppError, StoreNotReadyError, MigrationsNotOursError,
+  TokenLimitError, ParentTokenGoneError, CredentialsChangedError
 } from './store/errors.js'
 export type { TokenServiceErrorCode } from './store/errors.js'
 

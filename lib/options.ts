@@ -55,5 +55,9 @@ export function resolveOptions (opts: TokenAuthOptions | undefined): ResolvedOpt
   if (o.service.slidingExpiry !== false && o.drizzle.lastUsedInterval === false) {
     throw optionError('service.slidingExpiry', 'option service.slidingExpiry needs drizzle.lastUsedInterval: the expiry moves forward when last_used_at is written')
   }
+  if (o.service.slidingExpiry !== false && o.drizzle.lastUsedInterval !== false && o.service.slidingExpiry * 1000 <= o.drizzle.lastUsedInterval) {
+    // The expiry moves at most once per lastUsedInterval: a shorter window would end tokens in use.
+    throw optionError('service.slidingExpiry', `option service.slidingExpiry (${o.service.slidingExpiry} s) must be longer than drizzle.lastUsedInterval (${o.drizzle.lastUsedInterval} ms), or tokens in use would expire between two moves of their expiry`)
+  }
   return o
 }

@@ -27,6 +27,10 @@ import { optionError } from './validate.js'
 async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Promise<void> {
   const o = resolveOptions(opts)
   checkDecorators(fastify, o)
+  if (o.maintenance !== false && (o.database as { sql?: { options?: { max?: number } } } | undefined)?.sql?.options?.max === 1) {
+    // A round holds its lock in a transaction while its deletes take another connection.
+    throw optionError('maintenance', 'option maintenance needs a pool of at least 2 connections (createDatabase(url, { max: 2 }) or more), or maintenance: false')
+  }
 
   const store = o.database === undefined ? undefined : await openStore(o, o.database)
   const metrics = store?.service.metrics ?? new Metrics()
@@ -86,7 +90,7 @@ async function tokenAuth (fastify: FastifyInstance, opts: TokenAuthOptions): Pro
       storeUser: createStoreUser(o.userProperty, (user) => store.provider.owns(user)),
       realm: o.realm,
       throttleStore: store.throttle,
-      storeCall: createStoreCall(o.routes.timeout, retryAfterHeaders(o.retryAfter))
+      storeCall: createStoreCall(o.routes.timeout, retryAfterHeaders(o.retryAfter), o.realm)
     })
   }
   fastify.addHook('onClose', async () => {

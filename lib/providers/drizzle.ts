@@ -115,6 +115,10 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     if (this.#sliding && options.lastUsedInterval === false) {
       throw optionError('lastUsedInterval', 'option slidingExpiry needs lastUsedInterval: the expiry moves when last_used_at is written')
     }
+    const slide = this.#service.options.slidingExpiry
+    if (slide !== false && slide * 1000 <= this.#lastUsedInterval) {
+      throw optionError('lastUsedInterval', `option lastUsedInterval (${this.#lastUsedInterval} ms) must be shorter than the service's slidingExpiry (${slide} s), or tokens in use would expire between two moves of their expiry`)
+    }
 
     this.#unsubscribe.push(this.#service.onRevoke((hashes) => this.invalidate(hashes)))
     this.#unsubscribe.push(this.#service.onUserChanged((userId) => this.invalidateUser(userId)))
@@ -222,9 +226,9 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     if (now - entry.lastUsedAt < this.#lastUsedInterval) return
     entry.lastUsedAt = now
     if (this.#sliding && entry.expiresAt !== null) {
-      // The expiry moves forward here at once (and in the database with the next flush).
+      // The expiry moves forward here at once (and in the database with the next flush). The cache
+      // entry is not set again: its time to live (how stale it may be) is not renewed by use.
       entry.expiresAt = this.#service.slidExpiry(entry.expiresAt, entry.createdAt, now)
-      this.#cache.set(entry.hash, entry, now)
     }
     if (this.#pendingLastUsed.size < 100_000) this.#pendingLastUsed.add(entry.tokenId)
   }

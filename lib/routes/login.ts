@@ -166,12 +166,13 @@ export function loginRoute (child: FastifyInstance, ctx: RoutesContext, url: str
       const issuing = service.issueToken({ id: user.id }, {
         name: body.name !== undefined && body.name.trim() !== '' ? body.name : defaultTokenName(request.headers['user-agent']),
         scopes,
-        expiresIn: o.tokenExpiresIn
+        expiresIn: o.tokenExpiresIn,
+        credentials: user
       })
       // The client gets a 503 if the store is late: a token committed after that would belong to no one.
-      const issued = await storeCall(request, 'login', issuing, { onLate: (late) => { service.revokeToken(late.id).catch(() => {}) } })
+      const issued = await storeCall(request, 'login', issuing, { passErrors: true, onLate: (late) => { service.revokeToken(late.id).catch(() => {}) } })
         .catch((err: unknown) => {
-          // Deactivated or deleted between the password check and now: as if it were wrong.
+          // Deactivated, deleted, or the password changed between the check and now: as if it were wrong.
           throw err instanceof TokenServiceError ? new FST_TOKEN_AUTH_BAD_CREDENTIALS() : err
         })
       service.metrics.logins.succeeded++

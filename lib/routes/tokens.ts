@@ -91,7 +91,7 @@ export function tokenRoutes (child: FastifyInstance, ctx: RoutesContext, url: st
         // Only scopes the caller holds: a token cannot make a wider one.
         throw withHeaders(new FST_TOKEN_AUTH_INSUFFICIENT_SCOPE(), { 'www-authenticate': challenge(realm, 'insufficient_scope', missing) })
       }
-      const issued = await storeCall(request, 'create token', service.issueToken({ id: user.id }, { name: body.name, scopes, expiresIn: body.expiresIn }))
+      const issued = await storeCall(request, 'create token', service.issueToken({ id: user.id }, { name: body.name, scopes, expiresIn: body.expiresIn, parentTokenId: user.tokenId }))
       reply.code(201).header('cache-control', 'no-store').header('pragma', 'no-cache')
       return { token: issued.token, token_type: 'Bearer', id: issued.id, name: issued.name, scopes: issued.scopes, expiresAt: issued.expiresAt, current: false }
     }

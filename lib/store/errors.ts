@@ -6,6 +6,7 @@
 export type TokenServiceErrorCode =
   | 'USER_EXISTS' | 'USER_NOT_FOUND' | 'USER_INACTIVE' | 'INVALID_TOKEN_OPTIONS' | 'INVALID_USERNAME'
   | 'INVALID_PASSWORD' | 'KDF_BUSY' | 'CLIENT_BUSY' | 'TOKEN_LIMIT' | 'EMBEDDED_DATABASE_BUSY' | 'USERS_OWNED_BY_APP' | 'STORE_NOT_READY' | 'MIGRATIONS_NOT_OURS'
+  | 'PARENT_TOKEN_GONE' | 'CREDENTIALS_CHANGED'
 
 export class TokenServiceError extends Error {
   readonly code: TokenServiceErrorCode
@@ -48,6 +49,20 @@ export class UsersOwnedByAppError extends TokenServiceError {
 export class TokenLimitError extends TokenServiceError {
   constructor (user: string | number, limit: number) {
     super('TOKEN_LIMIT', `user ${describeUser(user)} already holds ${limit} live tokens, the most allowed: revoke one first`)
+  }
+}
+
+/** issueToken with `parentTokenId`: that token was revoked or expired (before or while this one was issued). */
+export class ParentTokenGoneError extends TokenServiceError {
+  constructor (id: number) {
+    super('PARENT_TOKEN_GONE', `token #${id}, which this token was asked with, is revoked or expired`)
+  }
+}
+
+/** issueToken with `credentials`: the user's password changed since verifyCredentials checked it. */
+export class CredentialsChangedError extends TokenServiceError {
+  constructor (user: string | number) {
+    super('CREDENTIALS_CHANGED', `the password of user ${describeUser(user)} changed since it was checked`)
   }
 }
 

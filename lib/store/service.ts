@@ -23,7 +23,7 @@ import { arrayOf, bool, integer, invalid, nullable, object, offByDefault, oneOf,
 import { EventLog, type TokenAuthEventType } from '../events.js'
 import { Metrics } from '../metrics.js'
 import type { TokenAuthDatabase } from './database.js'
-import { InvalidTokenOptionsError, TokenLimitError, UserExistsError, UserInactiveError, UserNotFoundError, UsersOwnedByAppError } from './errors.js'
+import { CredentialsChangedError, InvalidTokenOptionsError, ParentTokenGoneError, TokenLimitError, UserExistsError, UserInactiveError, UserNotFoundError, UsersOwnedByAppError } from './errors.js'
 import { EqualTime } from './equal-time.js'
 import { defaultKdfConcurrency, KdfQueue, type KdfJobOptions } from './kdf-queue.js'
 import { CHANNEL_RE, DEFAULT_NOTIFY_CHANNEL, notifyStatement } from './notify.js'
@@ -145,6 +145,19 @@ export interface IssueTokenOptions {
   scopes?: readonly string[]
   /** Lifetime in seconds (a positive integer, at most 10 years); omitted or null: never expires. */
   expiresIn?: number | null
+  /**
+   * The id of the token this one is asked with (POST /tokens): issued only while that token lives,
+   * checked in the issuing transaction (so a revocation of all the user's tokens that runs at the
+   * same time takes both), and never outliving it (its expiry is capped at the parent's).
+   * @throws ParentTokenGoneError when it was revoked or has expired
+   */
+  parentTokenId?: number
+  /**
+   * What verifyCredentials returned for this user (/login): issued only if the password is still the
+   * one it checked, so that a login racing a password change cannot keep a token made with the old
+   * password. @throws CredentialsChangedError
+   */
+  credentials?: ServiceUser
 }
 
 export interface IssuedToken {
@@ -209,6 +222,8 @@ export class TokenService {
   /** The audit trail (events.ts): the diagnostics channel, and the table with `events.table`. */
   readonly events: EventLog
   #dummyHash: string | undefined
+  /** The hash each answer of verifyCredentials was checked against (for issueToken's `credentials`). */
+  readonly #verified = new WeakMap<ServiceUser, string>()
   /** The costliest scrypt parameters in use (stored or configured), and when they were read. */
   #costliest: { params: PasswordParams, readAt: number } | undefined
 
@@ -382,8 +397,10 @@ export class TokenService {
       await this.#padFailure(key, ms)
       return null
     }
-    if (src.kind === 'builtin') await this.#afterBuiltinLogin(row.id as number, row.passwordHash, password)
-    return { id: row.id, username: row.username }
+    const hash = src.kind === 'builtin' ? await this.#afterBuiltinLogin(row.id as number, row.passwordHash, password) : row.passwordHash
+    const user: ServiceUser = { id: row.id, username: row.username }
+    this.#verified.set(user, hash)
+    return user
   }
 
   // ---- tokens --------------------------------------------------------------------------------
@@ -396,33 +413,51 @@ export class TokenService {
   async issueToken (user: UserRef, options: IssueTokenOptions = {}): Promise<IssuedToken> {
     const name = checkName(options.name)
     const scopes = checkScopes(options.scopes)
-    const expiresIn = this.#lifetime(checkExpiresIn(options.expiresIn))
+    let expiresIn = this.#lifetime(checkExpiresIn(options.expiresIn))
+    const parentId = options.parentTokenId
+    if (parentId !== undefined && !Number.isSafeInteger(parentId)) throw new InvalidTokenOptionsError('parentTokenId must be a token id')
+    const verifiedHash = options.credentials === undefined ? undefined : this.#verified.get(options.credentials)
+    if (options.credentials !== undefined && verifiedHash === undefined) throw new InvalidTokenOptionsError('credentials must be an answer of this service\'s verifyCredentials')
     const where = this.#userWhere(user)
     if (where === undefined) throw new UserNotFoundError(describeRef(user))
     const src = this.users
     const tokens = this.#tokens
     const token = generateToken(this.prefix)
     const limit = this.#o.maxTokensPerUser
-    const { row, userId, replaced } = await this.db.transaction(async (tx) => {
-      // A concurrent deactivation waits for this insert (and then deletes the token); with a limit,
-      // FOR UPDATE also makes the tokens of one user be issued one at a time, so the count holds.
-      const found = await tx.select({ id: src.id, active: activeColumn(this.users) }).from(src.table).where(where).limit(1)
+    const { row, userId, replaced, capped } = await this.db.transaction(async (tx) => {
+      // Revocations of the user's tokens lock the user's row FOR UPDATE: this lock makes them wait
+      // for this insert (and then delete the token too), or makes this wait for them (and then see
+      // what they changed). With a limit, FOR UPDATE also makes the tokens of one user be issued one
+      // at a time, so the count holds.
+      const found = await tx.select({ id: src.id, active: activeColumn(this.users), passwordHash: src.passwordHash }).from(src.table).where(where).limit(1)
         .for(limit === false ? 'share' : 'update')
       if (found.length === 0) throw new UserNotFoundError(describeRef(user))
       if (found[0].active !== true) throw new UserInactiveError(describeRef(user))
       const userId = found[0].id as UserId
+      if (verifiedHash !== undefined && found[0].passwordHash !== verifiedHash) throw new CredentialsChangedError(describeRef(user))
+      let cap: Date | null = null
+      if (parentId !== undefined) {
+        const parent = await tx.select({ expiresAt: tokens.expiresAt, live: sql<boolean>`${tokens.expiresAt} is null or ${tokens.expiresAt} > now()` })
+          .from(tokens).where(and(eq(tokens.id, parentId), eq(tokens.userId, userId as never))).limit(1).for('share')
+        if (parent.length === 0 || parent[0].live !== true) throw new ParentTokenGoneError(parentId)
+        cap = parent[0].expiresAt
+      }
       let replaced: string[] = []
-      if (limit !== false) replaced = await this.#makeRoom(tx, userId, limit, describeRef(user))
+      if (limit !== false) replaced = await this.#makeRoom(tx, userId, limit, describeRef(user), parentId)
+      const asked = expiresIn === null ? null : sql`now() + make_interval(secs => ${expiresIn})`
       const inserted = await tx.insert(tokens).values({
         userId: userId as never,
         tokenHash: hashToken(token),
         hint: tokenHint(token),
         name,
         scopes,
-        expiresAt: expiresIn === null ? null : sql`now() + make_interval(secs => ${expiresIn})`
-      }).returning({ id: tokens.id, expiresAt: tokens.expiresAt })
-      return { row: inserted[0], userId, replaced }
+        // A child never outlives its parent.
+        expiresAt: cap === null ? asked : asked === null ? cap : sql`least(${asked}, ${cap.toISOString()}::timestamptz)`
+      }).returning({ id: tokens.id, expiresAt: tokens.expiresAt, now: sql<Date>`now()`.mapWith((v: unknown) => new Date(v as string)) })
+      return { row: inserted[0], userId, replaced, capped: cap !== null }
     })
+    // Capped at the parent's expiry: the lifetime it got (the same as asked when the cap was later).
+    if (capped && row.expiresAt !== null) expiresIn = Math.max(0, Math.round((row.expiresAt.getTime() - row.now.getTime()) / 1000))
     this.#emit(replaced)
     this.metrics.tokens.issued++
     this.events.emit('token.issued', { userId: String(userId), tokenId: row.id, detail: { name, scopes, expiresAt: row.expiresAt?.toISOString() ?? null } })
@@ -430,13 +465,14 @@ export class TokenService {
   }
 
   /** At the token limit: refuse, or revoke the oldest (inside the issuing transaction); the revoked hashes. */
-  async #makeRoom (tx: Tx, userId: UserId, limit: number, ref: string | number): Promise<string[]> {
+  async #makeRoom (tx: Tx, userId: UserId, limit: number, ref: string | number, keep?: number): Promise<string[]> {
     const tokens = this.#tokens
     const live = and(eq(tokens.userId, userId as never), or(isNull(tokens.expiresAt), gt(tokens.expiresAt, sql`now()`)))
     const [{ n }] = await tx.select({ n: sql<number>`count(*)::int`.mapWith(Number) }).from(tokens).where(live)
     if (n < limit) return []
-    if (this.#o.onTokenLimit === 'refuse') throw new TokenLimitError(ref, limit)
-    const oldest = tx.select({ id: tokens.id }).from(tokens).where(live).orderBy(tokens.id).limit(n - limit + 1)
+    // The token asking (`keep`) is never the one revoked to make room; when it is all there is to revoke, refuse.
+    if (this.#o.onTokenLimit === 'refuse' || (keep !== undefined && limit === 1)) throw new TokenLimitError(ref, limit)
+    const oldest = tx.select({ id: tokens.id }).from(tokens).where(keep === undefined ? live : and(live, ne(tokens.id, keep))).orderBy(tokens.id).limit(n - limit + 1)
     const deleted = await tx.delete(tokens).where(inArray(tokens.id, oldest)).returning({ id: tokens.id, tokenHash: tokens.tokenHash })
     await this.#notify(tx, deleted.map((d) => d.tokenHash))
     this.metrics.tokens.revoked += deleted.length
@@ -493,17 +529,18 @@ export class TokenService {
    * count (0 for an unknown user).
    */
   async revokeAllTokens (user: UserRef, options: { except?: number } = {}): Promise<number> {
-    const tokens = this.#tokens
-    const but = options.except === undefined ? undefined : ne(tokens.id, options.except)
-    if ((typeof user === 'object' && 'id' in user) || typeof user === 'number') {
-      const id = typeof user === 'number' ? user : user.id
-      if (!isUserId(this.users, id)) return 0
-      return await this.#revokeWhere(and(eq(tokens.userId, id as never), but))
-    }
     const where = this.#userWhere(user)
     if (where === undefined) return 0
+    const tokens = this.#tokens
     const src = this.users
-    return await this.#revokeWhere(and(inArray(tokens.userId, this.db.select({ id: src.id }).from(src.table).where(where)), but))
+    const but = options.except === undefined ? undefined : ne(tokens.id, options.except)
+    return await this.#revokeWhere(async (tx) => {
+      // The user's row locked FOR UPDATE, as issueToken locks it: a token issued at the same time is
+      // either committed before this delete (and deleted by it) or checked after it (see issueToken).
+      const found = await tx.select({ id: src.id }).from(src.table).where(where).for('update')
+      if (found.length === 0) return null
+      return and(inArray(tokens.userId, found.map((f) => f.id as never)), but)
+    })
   }
 
   /**
@@ -650,20 +687,27 @@ export class TokenService {
     return this.#dummyHash
   }
 
-  async #afterBuiltinLogin (id: number, stored: string, password: string): Promise<void> {
+  /** Resolves to the user's hash afterwards (the new one when it was rehashed). */
+  async #afterBuiltinLogin (id: number, stored: string, password: string): Promise<string> {
     const set: { lastLoginAt: SQL, passwordHash?: SQL } = { lastLoginAt: sql`now()` }
+    let fresh: string | undefined
     if (needsRehash(stored, this.passwordParams)) {
-      const fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), APP_WORK)
+      fresh = await this.#kdf.run(() => hashPassword(password, this.passwordParams), APP_WORK)
       // Only if the hash was not changed meanwhile (a concurrent setPassword wins).
       set.passwordHash = sql`case when ${users.passwordHash} = ${stored} then ${fresh} else ${users.passwordHash} end`
     }
-    await this.db.update(users).set(set).where(eq(users.id, id))
+    const rows = await this.db.update(users).set(set).where(eq(users.id, id)).returning({ passwordHash: users.passwordHash })
+    // The hash checked, or the one it was just replaced with; never one another change wrote meanwhile.
+    return fresh !== undefined && rows[0]?.passwordHash === fresh ? fresh : stored
   }
 
-  async #revokeWhere (where: SQL | undefined, event: TokenAuthEventType = 'token.revoked'): Promise<number> {
+  /** Deletes the tokens `where` selects (or, given a function, what it selects inside the transaction; null: none). */
+  async #revokeWhere (where: SQL | undefined | ((tx: Tx) => Promise<SQL | undefined | null>), event: TokenAuthEventType = 'token.revoked'): Promise<number> {
     const tokens = this.#tokens
     const deleted = await this.db.transaction(async (tx) => {
-      const deleted = await tx.delete(tokens).where(where).returning({ id: tokens.id, userId: tokens.userId, tokenHash: tokens.tokenHash })
+      const condition = typeof where === 'function' ? await where(tx) : where
+      if (condition === null) return []
+      const deleted = await tx.delete(tokens).where(condition).returning({ id: tokens.id, userId: tokens.userId, tokenHash: tokens.tokenHash })
       await this.#notify(tx, deleted.map((r) => r.tokenHash))
       return deleted
     })
