@@ -53,14 +53,14 @@ const tokenIds = async (userId: number): Promise<number[]> =>
  */
 async function mintDuring (app: FastifyInstance, stolen: string, revoke: () => Promise<unknown>, streams = 16): Promise<number[]> {
   const codes: number[] = []
-  let done = false
+  const state = { done: false }
   const stream = async (): Promise<void> => {
-    while (!done) codes.push((await call(app, stolen, 'POST', '/tokens', { name: 'minted' })).statusCode)
+    while (!state.done) codes.push((await call(app, stolen, 'POST', '/tokens', { name: 'minted' })).statusCode)
   }
   const running = Array.from({ length: streams }, stream)
   await new Promise((resolve) => setTimeout(resolve, 30))
   await revoke()
-  done = true
+  state.done = true
   await Promise.all(running)
   return codes
 }
