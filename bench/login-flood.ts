@@ -29,7 +29,8 @@
  * password, a deactivated user (right password) and a user whose hash has a cheaper cost (ln=15);
  * the server's throttle limits are raised out of reach there (it still reads and counts). Target:
  * medians within 10% (max/min <= 1.10). The median of the first 5 rounds under load is shown
- * apart: the padding of cheaper hashes follows the load with a lag (lib/store/equal-time.ts).
+ * apart: it shows whether the padding of cheaper hashes follows a load that has just started
+ * (lib/store/equal-time.ts).
  *
  * Run it under `flock /tmp/bench.lock` on a shared machine. Results: stdout, and JSON in bench/results/.
  */

@@ -6,7 +6,12 @@
  * password slot is given back, so the padding costs no capacity.
  *
  * The target is the median duration of the recent checks of that cost, measured on the checks
- * themselves (queueing excluded), so it follows the machine's load.
+ * themselves (queueing excluded). A check of a cheaper cost is padded to what the costlier check
+ * would take now: its own duration times the ratio of the two costs, so the padding follows the load
+ * at once instead of lagging behind the recent median (a load that starts or stops would otherwise
+ * tell the two apart for a while). The ratio is measured (the medians of both costs) and kept within
+ * [0.85, 1.2] of the ratio the parameters predict, so that medians taken under different loads
+ * cannot skew it far.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -32,6 +37,20 @@ export class EqualTime {
     if (list === undefined || list.length < 3) return undefined
     const sorted = [...list].sort((a, b) => a - b)
     return sorted[Math.min(sorted.length - 1, Math.floor(quantile * sorted.length))]
+  }
+
+  /**
+   * Waits until a check of cost `key` that took `tookMs` has taken as long as one of cost `toward`
+   * would have: `tookMs` times their ratio (`expected`: what the parameters predict, used alone while
+   * either cost has too few samples).
+   */
+  async padToward (key: string, tookMs: number, toward: string, expected: number): Promise<void> {
+    const own = this.target(key)
+    const other = this.target(toward)
+    const measured = own !== undefined && other !== undefined && own > 0 ? other / own : expected
+    const ratio = Math.min(expected * 1.2, Math.max(expected * 0.85, measured))
+    const goal = tookMs * ratio
+    if (goal > tookMs) await sleep(goal - tookMs)
   }
 
   /** Waits the rest of `target(key)` after a check that took `tookMs`. */

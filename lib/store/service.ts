@@ -216,6 +216,8 @@ export class TokenService {
   readonly #userListeners = new Set<UserChangedListener>()
   readonly #kdf: KdfQueue
   readonly #equalTime = new EqualTime()
+  /** The cost (N·r·p) behind each key checks are timed under. */
+  readonly #keyCost = new Map<string, number>()
   readonly #o: ResolvedServiceOptions
   /** Counters for `fastify.tokenAuth.metrics()`. */
   readonly metrics = new Metrics()
@@ -655,14 +657,20 @@ export class TokenService {
   #costKey (hash: string | undefined, params?: PasswordParams): string {
     if (this.users.kind !== 'builtin') return 'app'
     const p = params ?? (hash === undefined ? undefined : parseParams(hash)) ?? this.passwordParams
-    return `ln=${p.ln},r=${p.r},p=${p.p}`
+    const key = `ln=${p.ln},r=${p.r},p=${p.p}`
+    if (!this.#keyCost.has(key)) this.#keyCost.set(key, cost(p))
+    return key
   }
 
   /** A failure answers no sooner than a check at the costliest cost (the app's: most of its checks). */
   async #padFailure (key: string, ms: number): Promise<void> {
     if (this.users.kind !== 'builtin') return await this.#equalTime.pad('app', ms, 0.9)
-    const costliest = this.#costKey(undefined, await this.#costliestParams())
-    await this.#equalTime.pad(costliest, key === costliest ? Infinity : ms)
+    const top = await this.#costliestParams()
+    const costliest = this.#costKey(undefined, top)
+    if (key === costliest) return
+    const own = this.#keyCost.get(key)
+    if (own === undefined) return await this.#equalTime.pad(costliest, ms)
+    await this.#equalTime.padToward(key, ms, costliest, cost(top) / own)
   }
 
   /** The costliest scrypt parameters among the stored hashes and the service's (read every 10 minutes). */
