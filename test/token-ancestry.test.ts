@@ -4,45 +4,13 @@
 // invalid_token (not a 500); making room never revokes the token asking. And the options that
 // would otherwise end tokens in use, or hang housekeeping, are refused at startup.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
-import tokenAuth, { createDatabase, type TokenAuthOptions } from '../lib/index.js'
-import type { TokenServiceOptions } from '../lib/store/service.js'
-import { FAST_PASSWORD_PARAMS, freshDatabase, query } from './helpers/db.js'
-import { bearer } from './helpers/http.js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import tokenAuth, { createDatabase } from '../lib/index.js'
+import { freshDatabase, query } from './helpers/db.js'
+import { call, login, PASSWORD, tokenApps, user } from './helpers/token-app.js'
 
 const { database, url } = await freshDatabase(t)
-const PASSWORD = 'correct horse battery staple'
-let serial = 0
-
-async function build (service: Partial<TokenServiceOptions> = {}, opts: Partial<TokenAuthOptions> = {}): Promise<FastifyInstance> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(tokenAuth, {
-    database,
-    service: { passwordParams: FAST_PASSWORD_PARAMS, passwordQueue: 1000, ...service },
-    routes: { throttle: false },
-    invalidTokens: false,
-    ...opts
-  })
-  app.get('/me', { preHandler: app.auth }, async (request) => request.user)
-  await app.ready()
-  return app
-}
-
-async function user (app: FastifyInstance): Promise<{ name: string, id: number }> {
-  const name = `user${++serial}`
-  const made = await app.tokenAuth.service!.createUser(name, PASSWORD)
-  return { name, id: made.id as number }
-}
-
-async function login (app: FastifyInstance, username: string, password = PASSWORD): Promise<string> {
-  const res = await app.inject({ method: 'POST', url: '/login', payload: { username, password } })
-  if (res.statusCode !== 200) throw new Error(`login: ${res.statusCode} ${res.body}`)
-  return res.json().token
-}
-
-const call = (app: FastifyInstance, token: string, method: InjectOptions['method'], url: string, payload?: unknown) =>
-  app.inject({ method, url, headers: bearer(token), ...(payload === undefined ? {} : { payload: payload as InjectOptions['payload'] }) })
+const { build } = tokenApps(t, database, { invalidTokens: false }, 1000)
 
 const tokenIds = async (userId: number): Promise<number[]> =>
   (await query<{ id: number }>(database, 'select id from token_auth_tokens where user_id = $1 order by id', [userId])).map((r) => Number(r.id))

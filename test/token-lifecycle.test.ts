@@ -4,47 +4,16 @@
 // (diagnostics channel and table) and the metrics.
 import t, { type Test } from 'tap'
 import diagnostics from 'node:diagnostics_channel'
-import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
-import tokenAuth, { SecretTokenAuthProvider, type TokenAuthOptions } from '../lib/index.js'
+import Fastify from 'fastify'
+import tokenAuth, { SecretTokenAuthProvider } from '../lib/index.js'
 import { EVENTS_CHANNEL, type TokenAuthEvent } from '../lib/events.js'
 import { MAINTENANCE_LOCK_KEY } from '../lib/store/maintenance.js'
-import type { TokenServiceOptions } from '../lib/store/service.js'
-import { FAST_PASSWORD_PARAMS, freshDatabase, query, requirePostgres } from './helpers/db.js'
+import { freshDatabase, query, requirePostgres } from './helpers/db.js'
 import { bearer } from './helpers/http.js'
+import { call, login, PASSWORD, tokenApps, user } from './helpers/token-app.js'
 
 const { database, url } = await freshDatabase(t)
-const PASSWORD = 'correct horse battery staple'
-let serial = 0
-
-async function build (service: Partial<TokenServiceOptions> = {}, opts: Partial<TokenAuthOptions> = {}): Promise<FastifyInstance> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(tokenAuth, {
-    database,
-    service: { passwordParams: FAST_PASSWORD_PARAMS, passwordQueue: 100, ...service },
-    routes: { throttle: false },
-    ...opts
-  })
-  app.get('/me', { preHandler: app.auth }, async (request) => request.user)
-  await app.ready()
-  return app
-}
-
-/** A new user of the plugin's users table, made through this app's service; its name. */
-async function user (app: FastifyInstance): Promise<string> {
-  const name = `user${++serial}`
-  await app.tokenAuth.service!.createUser(name, PASSWORD)
-  return name
-}
-
-async function login (app: FastifyInstance, username: string, password = PASSWORD): Promise<string> {
-  const res = await app.inject({ method: 'POST', url: '/login', payload: { username, password } })
-  if (res.statusCode !== 200) throw new Error(`login: ${res.statusCode} ${res.body}`)
-  return res.json().token
-}
-
-const call = (app: FastifyInstance, token: string, method: InjectOptions['method'], url: string, payload?: unknown) =>
-  app.inject({ method, url, headers: bearer(token), ...(payload === undefined ? {} : { payload: payload as InjectOptions['payload'] }) })
+const { build } = tokenApps(t, database)
 
 /** Every event published on the diagnostics channel while `t` runs. */
 function recordEvents (t: Test): TokenAuthEvent[] {
@@ -57,8 +26,8 @@ function recordEvents (t: Test): TokenAuthEvent[] {
 
 t.test('self-service: list, create a narrower token, revoke one of yours, never another\'s', async (t) => {
   const app = await build()
-  const alice = await user(app)
-  const bob = await user(app)
+  const alice = (await user(app)).name
+  const bob = (await user(app)).name
   const a = await login(app, alice)
 
   const first = await call(app, a, 'GET', '/tokens')
@@ -118,7 +87,7 @@ t.test('self-service: list, create a narrower token, revoke one of yours, never 
 
 t.test('manageScope: null lets any token of the user manage tokens; another name is honoured', async (t) => {
   const open = await build({}, { routes: { throttle: false, manageScope: null } })
-  const name = await user(open)
+  const name = (await user(open)).name
   const narrow = (await call(open, await login(open, name), 'POST', '/tokens', { name: 'narrow' })).json().token
   t.equal((await call(open, narrow, 'GET', '/tokens')).statusCode, 200)
   t.equal((await call(open, narrow, 'GET', '/tokens', undefined)).json().length, 2)
@@ -144,7 +113,7 @@ t.test('a secret token cannot manage store tokens (403), a missing one gets the 
 t.test('password change: the other sessions end, this one stays, events say so without secrets', async (t) => {
   const seen = recordEvents(t)
   const app = await build()
-  const name = await user(app)
+  const name = (await user(app)).name
   const laptop = await login(app, name)
   const phone = await login(app, name)
 
@@ -178,7 +147,7 @@ t.test('password change: the other sessions end, this one stays, events say so w
 
 t.test('revokeOnPasswordChange: false keeps the other sessions', async (t) => {
   const app = await build({ revokeOnPasswordChange: false })
-  const name = await user(app)
+  const name = (await user(app)).name
   const one = await login(app, name)
   const two = await login(app, name)
   t.same((await call(app, one, 'POST', '/password', { password: PASSWORD, newPassword: 'another passphrase' })).json(), { revoked: 0 })
@@ -187,7 +156,7 @@ t.test('revokeOnPasswordChange: false keeps the other sessions', async (t) => {
 
 t.test('maxTokensPerUser: refuse by default (403), or revoke the oldest', async (t) => {
   const refuse = await build({ maxTokensPerUser: 2 })
-  const name = await user(refuse)
+  const name = (await user(refuse)).name
   const first = await login(refuse, name)
   await login(refuse, name)
   const third = await refuse.inject({ method: 'POST', url: '/login', payload: { username: name, password: PASSWORD } })
@@ -201,12 +170,12 @@ t.test('maxTokensPerUser: refuse by default (403), or revoke the oldest', async 
   t.equal((await refuse.inject({ method: 'POST', url: '/login', payload: { username: name, password: PASSWORD } })).statusCode, 200, 'an expired token makes room')
 
   const rotate = await build({ maxTokensPerUser: 2, onTokenLimit: 'revokeOldest' })
-  const other = await user(rotate)
+  const other = (await user(rotate)).name
   const tokens = [await login(rotate, other), await login(rotate, other), await login(rotate, other)]
   t.same(await Promise.all(tokens.map(async (tok) => (await call(rotate, tok, 'GET', '/me')).statusCode)), [401, 200, 200], 'the oldest was revoked')
 
   // Concurrent logins cannot exceed the limit.
-  const racer = await user(rotate)
+  const racer = (await user(rotate)).name
   await Promise.all(Array.from({ length: 8 }, () => login(rotate, racer)))
   const [{ n }] = await query<{ n: number }>(database, `select count(*)::int as n from token_auth_tokens t join token_auth_users u on u.id = t.user_id where u.username = '${racer}'`)
   t.equal(n, 2)
@@ -214,7 +183,7 @@ t.test('maxTokensPerUser: refuse by default (403), or revoke the oldest', async 
 
 t.test('maxTokenLifetime: the default lifetime and the longest one may ask for', async (t) => {
   const app = await build({ maxTokenLifetime: 600 })
-  const name = await user(app)
+  const name = (await user(app)).name
   const res = await app.inject({ method: 'POST', url: '/login', payload: { username: name, password: PASSWORD } })
   t.equal(res.json().expires_in, 600, 'login says when its token ends')
   const token = res.json().token
@@ -229,7 +198,7 @@ t.test('maxTokenLifetime: the default lifetime and the longest one may ask for',
 t.test('slidingExpiry: a used token lives on, capped by maxTokenLifetime; an unused one ends', async (t) => {
   const opts = { drizzle: { lastUsedInterval: 1 } }
   const app = await build({ slidingExpiry: 3600, maxTokenLifetime: 7200 }, opts)
-  const name = await user(app)
+  const name = (await user(app)).name
   const token = await login(app, name)
   const short = (await call(app, token, 'POST', '/tokens', { name: 'short', expiresIn: 60 })).json()
   const idle = (await call(app, token, 'POST', '/tokens', { name: 'idle', expiresIn: 60 })).json()
@@ -259,7 +228,7 @@ t.test('slidingExpiry: a used token lives on, capped by maxTokenLifetime; an unu
 t.test('maintenance: prunes expired tokens, sweeps the throttle, deletes old events; one process at a time', async (t) => {
   const seen = recordEvents(t)
   const app = await build({ events: { table: true, retention: 3600 } })
-  const name = await user(app)
+  const name = (await user(app)).name
   const token = await login(app, name)
   const doomed = (await call(app, token, 'POST', '/tokens', { name: 'doomed', expiresIn: 60 })).json()
   await query(database, `update token_auth_tokens set expires_at = now() - interval '1 second' where id = ${Number(doomed.id)}`)
@@ -304,7 +273,7 @@ t.test('maintenance: false, and the interval is checked', async (t) => {
 
 t.test('metrics: logins, requests and lookups, counted', async (t) => {
   const app = await build()
-  const name = await user(app)
+  const name = (await user(app)).name
   const token = await login(app, name)
   await app.inject({ method: 'POST', url: '/login', payload: { username: name, password: 'wrong' } })
   await call(app, token, 'GET', '/me')

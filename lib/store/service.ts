@@ -439,9 +439,9 @@ export class TokenService {
       if (verifiedHash !== undefined && found[0].passwordHash !== verifiedHash) throw new CredentialsChangedError(describeRef(user))
       let cap: Date | null = null
       if (parentId !== undefined) {
-        const parent = await tx.select({ expiresAt: tokens.expiresAt, live: sql<boolean>`${tokens.expiresAt} is null or ${tokens.expiresAt} > now()` })
-          .from(tokens).where(and(eq(tokens.id, parentId), eq(tokens.userId, userId as never))).limit(1).for('share')
-        if (parent.length === 0 || parent[0].live !== true) throw new ParentTokenGoneError(parentId)
+        const parent = await tx.select({ expiresAt: tokens.expiresAt })
+          .from(tokens).where(and(eq(tokens.id, parentId), liveToken(tokens, userId))).limit(1).for('share')
+        if (parent.length === 0) throw new ParentTokenGoneError(parentId)
         cap = parent[0].expiresAt
       }
       let replaced: string[] = []
@@ -469,7 +469,7 @@ export class TokenService {
   /** At the token limit: refuse, or revoke the oldest (inside the issuing transaction); the revoked hashes. */
   async #makeRoom (tx: Tx, userId: UserId, limit: number, ref: string | number, keep?: number): Promise<string[]> {
     const tokens = this.#tokens
-    const live = and(eq(tokens.userId, userId as never), or(isNull(tokens.expiresAt), gt(tokens.expiresAt, sql`now()`)))
+    const live = liveToken(tokens, userId)
     const [{ n }] = await tx.select({ n: sql<number>`count(*)::int`.mapWith(Number) }).from(tokens).where(live)
     if (n < limit) return []
     // The token asking (`keep`) is never the one revoked to make room; when it is all there is to revoke, refuse.
@@ -749,6 +749,11 @@ export class TokenService {
 const APP_WORK: KdfJobOptions = { refusable: false }
 
 const cost = (p: PasswordParams): number => 2 ** p.ln * p.r * p.p
+
+/** The user's tokens that have not expired (by the database's clock). */
+function liveToken (tokens: TokensTable, userId: UserId): SQL | undefined {
+  return and(eq(tokens.userId, userId as never), or(isNull(tokens.expiresAt), gt(tokens.expiresAt, sql`now()`)))
+}
 
 /** Writes events into token_auth_events (the service's `events.table`). */
 function eventsTableSink (db: TokenAuthDatabase) {
