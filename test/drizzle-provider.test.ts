@@ -79,6 +79,46 @@ t.test('cache off: every request asks the database', async (t) => {
   t.equal(queries.length, 3)
 })
 
+t.test('cold lookups of different tokens at once share queries, each answered for its own user', async (t) => {
+  const { database, service } = await freshDatabase(t, { service: { maxTokensPerUser: false } })
+  const users = await Promise.all(Array.from({ length: 30 }, async (_, i) => await service.createUser(`batch${i}`, 'correct horse battery')))
+  const issued = await Promise.all(users.map(async (u) => await service.issueToken(u.id)))
+  const { db, queries } = countingDb(database)
+  const provider = new DrizzleTokenAuthProvider({ db, service, cache: false, lastUsedInterval: false })
+  const app = await appOn(t, { provider })
+  // 300 requests at once: 30 users' tokens ten times over, and 60 unknown well-formed tokens.
+  const unknown = Array.from({ length: 60 }, () => generateToken())
+  const asked = [...Array.from({ length: 10 }, () => issued.map((x, i) => ({ token: x.token, user: users[i] }))).flat(),
+    ...unknown.map((token) => ({ token, user: undefined }))]
+  const answers = await Promise.all(asked.map(async ({ token }) => await app.inject({ url: '/me', headers: bearer(token) })))
+  asked.forEach(({ user }, i) => {
+    const res = answers[i]
+    if (user === undefined) t.equal(res.statusCode, 401, 'unknown token: 401')
+    else t.same([res.statusCode, res.json().user?.id, res.json().user?.username], [200, user.id, user.username], `token of ${user.username}`)
+  })
+  const lookups = queries.filter((q) => q.includes('"token_auth_tokens"."token_hash"'))
+  t.ok(lookups.length < 30, `300 cold requests, ${lookups.length} lookup queries`)
+  t.ok(lookups.some((q) => /token_hash" = any\(/.test(q)), 'several tokens asked in one query (= any)')
+  const m = service.metrics.lookups
+  t.ok(m.batches > 0 && m.queries === lookups.length, `metrics: ${m.queries} queries, ${m.batches} of them batched`)
+})
+
+t.test('a batched lookup that fails answers 503 to every request in it, and the next batch works', async (t) => {
+  const { database, service } = await freshDatabase(t, { service: { maxTokensPerUser: false } })
+  const user = await service.createUser('batchfail', 'correct horse battery')
+  const issued = await Promise.all(Array.from({ length: 10 }, async () => await service.issueToken(user.id)))
+  const { db } = countingDb(database)
+  const provider = new DrizzleTokenAuthProvider({ db, service, cache: false, lastUsedInterval: false })
+  const app = await appOn(t, { provider })
+  // The tokens table is away for a moment: every lookup of the batch fails, none is a 401 or a 200.
+  await query(database, 'alter table token_auth_tokens rename to token_auth_tokens_away')
+  const failed = await Promise.all(issued.map(async (x) => await app.inject({ url: '/me', headers: bearer(x.token) })))
+  t.same(failed.map((r) => r.statusCode), Array(10).fill(503))
+  await query(database, 'alter table token_auth_tokens_away rename to token_auth_tokens')
+  const ok = await Promise.all(issued.map(async (x) => await app.inject({ url: '/me', headers: bearer(x.token) })))
+  t.same(ok.map((r) => r.statusCode), Array(10).fill(200))
+})
+
 t.test('expired tokens are refused, even when cached', async (t) => {
   const { database, service } = await freshDatabase(t)
   const user = await service.createUser('erin', 'correct horse battery')

@@ -140,6 +140,20 @@ function suite (cluster: Cluster): void {
     t.equal((await me(checked.app, other)).statusCode, 200)
   })
 
+  t.test('replay paused, tokens asked at once: the replica answers those it has, the primary only the rest', async (t) => {
+    const { app, lookups } = await instance(t, { replicaMaxLag: false }, { drizzle: { cache: false } })
+    const old = [await login(app), await login(app), await login(app)]
+    await replicated()
+    await pauseReplay(t)
+    const fresh = await login(app)
+    t.equal(await onReplicaCount(fresh), 0, 'the replica does not have the newest token')
+    const before = lookups()
+    const answers = await Promise.all([...old, fresh, generateToken('tat')].map(async (token) => await me(app, token)))
+    t.same(answers.map((r) => r.statusCode), [200, 200, 200, 200, 401], 'replicated tokens, the newest one and an unknown one')
+    t.same(lookups(), { replicaQueries: before.replicaQueries + 1, primaryFallbacks: before.primaryFallbacks + 1 },
+      'one query on the replica for all five, one on the primary for the two it could not confirm')
+  })
+
   t.test('replay paused: a token expired on the replica but extended on the primary (sliding expiry) works', async (t) => {
     const { app, database, lookups } = await instance(t, { replicaMaxLag: false }, { drizzle: { cache: false } })
     const token = await login(app)

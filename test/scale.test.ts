@@ -104,6 +104,19 @@ t.test('a million tokens: the provider\'s lookup is an index scan on token_hash'
     assertTokenIndexScan(t, planOf(await session(`explain (format json) execute token_lookup_check(${literals})`)), 'generic plan')
     await session('deallocate token_lookup_check')
     await session('reset plan_cache_mode')
+
+    // Several tokens asked at once (lookup-batch.ts) share one `= any($1)` query: an index scan too.
+    const second = await service.issueToken((await service.createUser('scale2', 'a password')).id, { name: 'second' })
+    const answers = await Promise.all([provider.getUser(issued.token), provider.getUser(second.token), provider.getUser(generateToken())])
+    t.same(answers.map((a) => a?.tokenId ?? null), [issued.id, second.id, null], 'three tokens asked at once: the two real ones found')
+    const batched = captured.filter((q) => /token_hash" = any\(/.test(q.query))
+    t.equal(batched.length, 1, 'the three were asked in one query')
+    assertTokenIndexScan(t, planOf(await run(fresh, `explain (format json) ${batched[0].query}`, batched[0].params)), 'batched, custom plan')
+    await session('set plan_cache_mode = force_generic_plan')
+    await session(`prepare token_batch_check as ${batched[0].query}`)
+    assertTokenIndexScan(t, planOf(await session(`explain (format json) execute token_batch_check('${String(batched[0].params[0])}')`)), 'batched, generic plan')
+    await session('deallocate token_batch_check')
+    await session('reset plan_cache_mode')
   } finally {
     reserved?.release()
   }

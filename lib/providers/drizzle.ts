@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.js'
 import { ms, object, optional, optionError, orFalse, satisfies } from '../validate.js'
 import { activeColumn, type UserId, type UserSource } from '../users/user-source.js'
 import type { TokenAuthProvider, TokenAuthUser } from './provider.js'
+import { LookupBatch } from './lookup-batch.js'
 import { cacheOptions, TokenCache, type CachedToken, type TokenCacheOptions } from './token-cache.js'
 
 export interface DrizzleTokenAuthProviderOptions {
@@ -54,11 +55,15 @@ const providerOptions = object({
   replicas: optional(satisfies<ReplicaSet>((v) => v instanceof ReplicaSet, 'a ReplicaSet (createDatabase()\'s `replicas`)'))
 })
 
-function buildLookup (db: TokenAuthDatabase, source: UserSource) {
+/** Tokens in one lookup query at most, and lookup queries out at once at most (lookup-batch.ts). */
+const MAX_BATCH = 256
+const MAX_INFLIGHT = 4
+
+function lookupQuery (db: TokenAuthDatabase, source: UserSource) {
   const tokens = source.tokens
-  // One indexed query (token_hash is unique), prepared once: the token, its user's `request.user`
-  // columns and whether the user is active.
+  // The token, its user's `request.user` columns and whether the user is active; token_hash is unique.
   return db.select({
+    tokenHash: tokens.tokenHash,
     tokenId: tokens.id,
     userId: tokens.userId,
     scopes: tokens.scopes,
@@ -69,10 +74,18 @@ function buildLookup (db: TokenAuthDatabase, source: UserSource) {
     user: source.user
   }).from(tokens)
     .innerJoin(source.table, eq(source.id, tokens.userId))
-    .where(eq(tokens.tokenHash, sql.placeholder('hash')))
-    .limit(1)
-    .prepare('token_auth_lookup')
 }
+
+/** Two prepared, indexed queries: one token (`= $1`), and several at once (`= ANY($1)`). */
+function buildLookup (db: TokenAuthDatabase, source: UserSource) {
+  const one = lookupQuery(db, source).where(eq(source.tokens.tokenHash, sql.placeholder('hash'))).limit(1).prepare('token_auth_lookup')
+  const many = lookupQuery(db, source).where(sql`${source.tokens.tokenHash} = any(${sql.placeholder('hashes')}::text[])`).prepare('token_auth_lookup_many')
+  return async (hashes: string[]): Promise<LookupRow[]> =>
+    // The array as a literal: the hashes are hex, and drivers serialize array parameters differently.
+    hashes.length === 1 ? await one.execute({ hash: hashes[0] }) : await many.execute({ hashes: `{${hashes.join(',')}}` })
+}
+
+type LookupRow = Awaited<ReturnType<ReturnType<typeof lookupQuery>['execute']>>[number]
 
 /**
  * Resolves `<prefix>_...` tokens from the `token_auth_tokens` table: checksum first (a bad one never
@@ -82,10 +95,12 @@ function buildLookup (db: TokenAuthDatabase, source: UserSource) {
  */
 export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   readonly #service: TokenService
-  readonly #lookup: ReturnType<typeof buildLookup>
+  readonly #db: TokenAuthDatabase
   readonly #replicas: ReplicaSet | undefined
-  /** The prepared lookup on each db the replicas read from (the primary's is `#lookup`). */
+  /** The prepared lookups on each db read from: the primary's, and the replicas'. */
   readonly #lookups = new Map<TokenAuthDatabase, ReturnType<typeof buildLookup>>()
+  /** Lookups of different tokens in the same turn share a query. */
+  readonly #batch: LookupBatch<LookupRow>
   readonly #prefixes: readonly string[]
   readonly #cache: TokenCache
   readonly #lastUsedInterval: number
@@ -103,9 +118,9 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   constructor (opts: DrizzleTokenAuthProviderOptions) {
     const options = providerOptions(opts, 'DrizzleTokenAuthProvider')
     this.#service = options.service ?? new TokenService({ db: options.db })
-    this.#lookup = buildLookup(options.db, this.#service.users)
+    this.#db = options.db
     this.#replicas = options.replicas
-    this.#lookups.set(options.db, this.#lookup)
+    this.#batch = new LookupBatch((hashes) => this.#query(hashes), { maxBatch: MAX_BATCH, maxInflight: MAX_INFLIGHT })
     this.#prefixes = options.prefix === undefined ? this.#service.prefixes : [options.prefix]
     this.#cache = new TokenCache(options.cache)
     this.#lastUsedInterval = options.lastUsedInterval === false ? Infinity : options.lastUsedInterval
@@ -177,12 +192,11 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
   async #fetch (hash: string): Promise<TokenAuthUser | null> {
     const epoch = this.#cache.epoch
-    this.#metrics.queries++
     try {
-      const rows = await withTimeout(this.#replicas === undefined ? this.#lookup.execute({ hash }) : this.#readReplica(hash), this.#queryTimeout,
+      // The wait for a place in a query counts against the timeout too.
+      const row = await withTimeout(this.#batch.get(hash), this.#queryTimeout,
         () => new TokenAuthUnavailableError(`token lookup took over ${this.#queryTimeout} ms`))
       const now = Date.now()
-      const row = rows[0]
       if (row === undefined || !row.active || (row.expiresAt !== null && row.expiresAt.getTime() <= now)) {
         // An inactive user's token is remembered with the user, so that userChanged() forgets it too.
         if (epoch === this.#cache.epoch) this.#cache.setUnknown(hash, row === undefined || row.active ? '' : String(row.userId))
@@ -208,18 +222,28 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     }
   }
 
+  /** One query for these hashes (on a replica when there are some); the rows by hash. */
+  async #query (hashes: string[]): Promise<Map<string, LookupRow>> {
+    this.#metrics.queries++
+    if (hashes.length > 1) this.#metrics.batches++
+    const rows = this.#replicas === undefined ? await this.#lookupOn(this.#db)(hashes) : await this.#readReplica(hashes)
+    const byHash = new Map<string, LookupRow>()
+    for (const row of rows) byHash.set(row.tokenHash, row)
+    return byHash
+  }
+
+  #lookupOn (db: TokenAuthDatabase): ReturnType<typeof buildLookup> {
+    let lookup = this.#lookups.get(db)
+    if (lookup === undefined) this.#lookups.set(db, lookup = buildLookup(db, this.#service.users))
+    return lookup
+  }
+
   /** The lookup on a replica; only a yes is taken from it (a token just issued may not be there yet). */
-  #readReplica (hash: string): ReturnType<ReturnType<typeof buildLookup>['execute']> {
+  async #readReplica (hashes: string[]): Promise<LookupRow[]> {
     const replicas = this.#replicas!
-    return replicas.read([hash], (db) => {
-      let lookup = this.#lookups.get(db)
-      if (lookup === undefined) this.#lookups.set(db, lookup = buildLookup(db, this.#service.users))
-      return lookup.execute({ hash })
-    }, (rows) => {
-      const row = rows[0]
-      return row !== undefined && row.active && (row.expiresAt === null || row.expiresAt.getTime() > Date.now()) &&
-        !replicas.changedLately(`user:${String(row.userId)}`)
-    }, this.#metrics)
+    return await replicas.readEach(hashes, (db, keys) => this.#lookupOn(db)(keys), (row) => row.tokenHash, (row) =>
+      row.active && (row.expiresAt === null || row.expiresAt.getTime() > Date.now()) && !replicas.changedLately(`user:${String(row.userId)}`),
+    this.#metrics)
   }
 
   #touch (entry: CachedToken, now: number): void {

@@ -2,7 +2,10 @@
 // loop, but derivations on every core still starve the event loop's: a flood of logins would stall
 // every other request. So at most `concurrency` run at once (the cores less one), plus `reserved`
 // more for trusted clients (an address the account logged in from, or with no failure yet), so that
-// a flood from a few clients cannot hold every slot.
+// a flood from a few clients cannot hold every slot. While trusted jobs run over `concurrency`, no
+// untrusted one starts: a trusted check shares the cores with at most the rest of the checks that
+// were already running, not with a stream of new ones (on one core: 1.5 x a lone check at worst,
+// instead of 2 x).
 //
 // Each job names its clients (its address and its account): a client has at most one derivation
 // running and `perClientWaiting` waiting, past which its next one is refused at once
@@ -37,15 +40,15 @@ export interface KdfJobOptions {
 /** The default number of derivations at once: the cores less one for the event loop, at least 1. */
 export const defaultKdfConcurrency = (): number => Math.max(1, availableParallelism() - 1)
 
-interface Job { clients: readonly string[], trusted: boolean, slot: 'general' | 'extra', start: () => void }
+interface Job { clients: readonly string[], trusted: boolean, start: () => void }
 
 export class KdfQueue {
   readonly concurrency: number
   readonly reserved: number
   readonly maxWaiting: number
   readonly perClientWaiting: number
-  #general = 0
-  #extra = 0
+  /** Jobs running. */
+  #running = 0
   readonly #waiting: Job[] = []
   /** Per client: 1 while one of its jobs runs, the number waiting, and when one of its jobs last started. */
   readonly #clients = new Map<string, { running: number, waiting: number, served: number }>()
@@ -61,7 +64,7 @@ export class KdfQueue {
   /** Runs `work` when a slot is free and none of its clients is running another; see the header. */
   async run<T> (work: () => Promise<T>, options: KdfJobOptions = {}): Promise<T> {
     const { clients = [], trusted = false, refusable = true } = options
-    const job: Job = { clients, trusted, slot: 'general', start: () => {} }
+    const job: Job = { clients, trusted, start: () => {} }
     if (this.#startable(job)) {
       this.#take(job)
     } else {
@@ -79,17 +82,11 @@ export class KdfQueue {
 
   #startable (job: Job): boolean {
     for (const c of job.clients) if ((this.#clients.get(c)?.running ?? 0) > 0) return false
-    return this.#general < this.concurrency || (job.trusted && this.#extra < this.reserved)
+    return this.#running < this.concurrency + (job.trusted ? this.reserved : 0)
   }
 
   #take (job: Job): void {
-    if (this.#general < this.concurrency) {
-      this.#general++
-      job.slot = 'general'
-    } else {
-      this.#extra++
-      job.slot = 'extra'
-    }
+    this.#running++
     this.#tick++
     for (const c of job.clients) {
       const s = this.#state(c)
@@ -99,8 +96,7 @@ export class KdfQueue {
   }
 
   #release (job: Job): void {
-    if (job.slot === 'general') this.#general--
-    else this.#extra--
+    this.#running--
     for (const c of job.clients) {
       const s = this.#clients.get(c)
       if (s !== undefined) s.running = 0

@@ -119,26 +119,39 @@ export class ReplicaSet {
   }
 
   /**
-   * Runs `run` on a replica, and again on the primary when no replica may answer, the replica failed,
-   * or `trust(result)` is false (the replica's answer was not a yes). `keys` name the rows read: one
-   * that changed lately sends the read to the primary straight away.
+   * Reads the rows of `keys`: from a replica, then from the primary for every key the replica could
+   * not answer with a row `trust` accepts (not found, not a yes), for every key whose row changed
+   * lately, and for all of them when no replica may answer or the replica failed. At most one query
+   * on each.
    */
-  async read<T> (keys: readonly string[], run: (db: TokenAuthDatabase) => Promise<T>, trust: (result: T) => boolean, counts?: ReadCounts): Promise<T> {
+  async readEach<R> (keys: readonly string[], run: (db: TokenAuthDatabase, keys: string[]) => Promise<R[]>,
+    keyOf: (row: R) => string, trust: (row: R) => boolean, counts?: ReadCounts): Promise<R[]> {
     const now = Date.now()
-    const replica = this.#recentlyChanged(keys, now) ? undefined : this.#pick(now)
-    if (replica !== undefined) {
+    let rest = [...keys]
+    const found: R[] = []
+    const replica = now < this.#primaryOnlyUntil ? undefined : this.#pick(now)
+    const ask = replica === undefined ? [] : rest.filter((key) => !this.#recentlyChanged([key], now))
+    if (replica !== undefined && ask.length > 0) {
       if (counts !== undefined) counts.replicaQueries++
       try {
-        const result = await this.#bounded(run(replica.db))
-        if (trust(result)) return result
+        const rows = await this.#bounded(run(replica.db, ask))
+        const answered = new Set<string>()
+        for (const row of rows) {
+          if (!trust(row)) continue
+          found.push(row)
+          answered.add(keyOf(row))
+        }
+        if (answered.size > 0) rest = rest.filter((key) => !answered.has(key))
       } catch {
         // Down, partitioned or slow: the primary answers meanwhile.
         replica.downUntil = Date.now() + this.#opts.retry
         replica.freshUntil = 0
       }
     }
+    if (rest.length === 0) return found
     if (counts !== undefined) counts.primaryFallbacks++
-    return await run(this.#primary.db)
+    const fromPrimary = await run(this.#primary.db, rest)
+    return found.length === 0 ? fromPrimary : found.concat(fromPrimary)
   }
 
   #recentlyChanged (keys: readonly string[], now: number): boolean {
