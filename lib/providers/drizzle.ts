@@ -4,7 +4,7 @@ import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { ReplicaSet } from '../store/replicas.js'
 import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
-import { checkTokenFormat, hashToken } from '../store/token-format.js'
+import { checkTokenFormat, hashToken, tokenLength } from '../store/token-format.js'
 import type { Metrics } from '../metrics.js'
 import { ms, object, optional, optionError, orFalse, satisfies } from '../validate.js'
 import { activeColumn, type UserId, type UserSource } from '../users/user-source.js'
@@ -102,6 +102,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   /** Lookups of different tokens in the same turn share a query. */
   readonly #batch: LookupBatch<LookupRow>
   readonly #prefixes: readonly string[]
+  /** The lengths of the tokens of those prefixes. */
+  readonly #lengths: ReadonlySet<number>
   readonly #cache: TokenCache
   readonly #lastUsedInterval: number
   readonly #queryTimeout: number
@@ -122,6 +124,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     this.#replicas = options.replicas
     this.#batch = new LookupBatch((hashes) => this.#query(hashes), { maxBatch: MAX_BATCH, maxInflight: MAX_INFLIGHT })
     this.#prefixes = options.prefix === undefined ? this.#service.prefixes : [options.prefix]
+    this.#lengths = new Set(this.#prefixes.map(tokenLength))
     this.#cache = new TokenCache(options.cache)
     this.#lastUsedInterval = options.lastUsedInterval === false ? Infinity : options.lastUsedInterval
     this.#queryTimeout = options.queryTimeout
@@ -162,19 +165,22 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   }
 
   getUser (token: string): TokenAuthUser | null | Promise<TokenAuthUser | null> {
-    if (!this.#hasFormat(token)) return null
+    // The length first (free); the checksum only when the cache does not hold the token as good:
+    // what it holds passed the checksum when it was put there (the key is the token's SHA-256).
+    if (typeof token !== 'string' || !this.#lengths.has(token.length)) return null
     const hash = hashToken(token)
-    const hit = this.#cache.get(hash)
-    if (hit === null) {
-      this.#metrics.negativeHits++
-      return null
-    }
+    const hit = this.#cache.good(hash)
     if (hit !== undefined) {
       this.#metrics.cacheHits++
       const now = Date.now()
       if (hit.expiresAt !== null && hit.expiresAt <= now) return null
       this.#touch(hit, now)
       return hit.user
+    }
+    if (!this.#hasFormat(token)) return null
+    if (this.#cache.unknown(hash)) {
+      this.#metrics.negativeHits++
+      return null
     }
     this.#metrics.cacheMisses++
     // Requests for the same token while its lookup is in flight share it (a cold burst is one query).

@@ -60,11 +60,14 @@ export class TokenCache {
     if (negativeMax > 0 && negativeTtl > 0) this.#unknown = new LRUCache({ max: negativeMax, ttl: negativeTtl })
   }
 
-  /** The cached token, `null` when known to be unknown, `undefined` when the database must be asked. */
-  get (hash: string): CachedToken | null | undefined {
-    const hit = this.#good?.get(hash)
-    if (hit !== undefined) return hit
-    return this.#unknown?.get(hash) !== undefined ? null : undefined
+  /** The cached good token, or undefined. */
+  good (hash: string): CachedToken | undefined {
+    return this.#good?.get(hash)
+  }
+
+  /** True when the token is remembered as unknown. */
+  unknown (hash: string): boolean {
+    return this.#unknown?.get(hash) !== undefined
   }
 
   set (hash: string, entry: CachedToken, now: number): void {

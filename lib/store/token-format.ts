@@ -24,6 +24,9 @@ export const DEFAULT_TOKEN_PREFIX = 'tat'
 export const PREFIX_RE = /^[a-z][a-z0-9]{0,15}$/
 const BODY_LENGTH = TOKEN_RANDOM_LENGTH + TOKEN_CHECKSUM_LENGTH
 
+/** The length of every token with this prefix. */
+export const tokenLength = (prefix: string): number => prefix.length + 1 + BODY_LENGTH
+
 /** Throws a clear error unless `prefix` matches /^[a-z][a-z0-9]{0,15}$/. Returns it. */
 export function validateTokenPrefix (prefix: string): string {
   if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) {
