@@ -15,4 +15,6 @@ export interface ServerConfig {
   staticKey?: string
   /** postgres.js pool size for database scenarios. */
   poolSize?: number
+  /** Read replicas' URLs for database scenarios (createDatabase's `replicas`). */
+  replicas?: string[]
 }

@@ -92,7 +92,7 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
       // unknown token reaches the database; reject-unknown-neg keeps the negative cache on).
       const { default: tokenAuth } = await lib<typeof import('../lib/index.js')>('index.js')
       const { createDatabase } = await lib<typeof import('../lib/store/database.js')>('store/database.js')
-      const database = await createDatabase(config.url, { max: config.poolSize ?? 10 })
+      const database = await createDatabase(config.url, { max: config.poolSize ?? 10, ...(config.replicas === undefined ? {} : { replicas: config.replicas }) })
       const cold = scenario === 'db-cold' || scenario === 'reject-unknown-cold'
       await app.register(tokenAuth, {
         database,
