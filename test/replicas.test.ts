@@ -256,6 +256,9 @@ function suite (cluster: Cluster): void {
     const unknown = await me(app, generateToken('tat'))
     t.equal(unknown.statusCode, 503, 'not on the replica, and the primary cannot say: unavailable, never 401')
     t.equal(unknown.json().code, 'FST_TOKEN_AUTH_UNAVAILABLE')
+    // Asked at once (one batch): a forged token beside a good one fails alone.
+    const together = await Promise.all([me(app, token), me(app, generateToken('tat')), me(app, token)])
+    t.same(together.map((r) => r.statusCode), [200, 503, 200], 'in one batch, the good token 200, the unknown one 503')
     t.equal((await app.inject({ method: 'POST', url: '/login', payload: { username: 'alice', password: PASSWORD } })).statusCode, 503, 'writes: 503')
 
     await cluster.startPrimary()

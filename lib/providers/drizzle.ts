@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm'
 import { TokenAuthUnavailableError } from '../errors.js'
 import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
-import { ReplicaSet } from '../store/replicas.js'
+import { PartialReadError, ReplicaSet } from '../store/replicas.js'
 import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
 import { checkTokenFormat, hashToken, tokenLength } from '../store/token-format.js'
@@ -58,6 +58,8 @@ const providerOptions = object({
 /** Tokens in one lookup query at most, and lookup queries out at once at most (lookup-batch.ts). */
 const MAX_BATCH = 256
 const MAX_INFLIGHT = 4
+/** Tokens waiting for a lookup query at most; past that, a cold lookup is "unavailable" at once. */
+const MAX_WAITING = 10_000
 
 function lookupQuery (db: TokenAuthDatabase, source: UserSource) {
   const tokens = source.tokens
@@ -122,7 +124,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     this.#service = options.service ?? new TokenService({ db: options.db })
     this.#db = options.db
     this.#replicas = options.replicas
-    this.#batch = new LookupBatch((hashes) => this.#query(hashes), { maxBatch: MAX_BATCH, maxInflight: MAX_INFLIGHT })
+    this.#batch = new LookupBatch((hashes) => this.#query(hashes), { maxBatch: MAX_BATCH, maxInflight: MAX_INFLIGHT, timeout: options.queryTimeout, maxWaiting: MAX_WAITING })
     this.#prefixes = options.prefix === undefined ? this.#service.prefixes : [options.prefix]
     this.#lengths = new Set(this.#prefixes.map(tokenLength))
     this.#cache = new TokenCache(options.cache)
@@ -229,12 +231,22 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   }
 
   /** One query for these hashes (on a replica when there are some); the rows by hash. */
-  async #query (hashes: string[]): Promise<Map<string, LookupRow>> {
+  async #query (hashes: string[]): Promise<Map<string, LookupRow | Error>> {
     this.#metrics.queries++
     if (hashes.length > 1) this.#metrics.batches++
-    const rows = this.#replicas === undefined ? await this.#lookupOn(this.#db)(hashes) : await this.#readReplica(hashes)
-    const byHash = new Map<string, LookupRow>()
+    let rows: LookupRow[]
+    let failed: Error | undefined
+    try {
+      rows = this.#replicas === undefined ? await this.#lookupOn(this.#db)(hashes) : await this.#readReplica(hashes)
+    } catch (err) {
+      // The primary failed after a replica had confirmed some: those are answered, the rest fail.
+      if (!(err instanceof PartialReadError)) throw err
+      rows = err.rows as LookupRow[]
+      failed = err
+    }
+    const byHash = new Map<string, LookupRow | Error>()
     for (const row of rows) byHash.set(row.tokenHash, row)
+    if (failed !== undefined) for (const hash of hashes) if (!byHash.has(hash)) byHash.set(hash, failed)
     return byHash
   }
 

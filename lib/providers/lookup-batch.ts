@@ -5,6 +5,10 @@
  * `maxInflight` queries are out at once; keys asked for meanwhile wait for the next one, so a flood
  * of cold or unknown tokens costs a bounded number of queries in flight, each carrying up to
  * `maxBatch` of them. A lone lookup waits for nothing but the end of its turn.
+ *
+ * A query that has not answered within `timeout` ms fails its keys and gives its place back (the
+ * query itself may go on; its answer is then dropped), so queries that hang cannot stop every later
+ * lookup. Past `maxWaiting` keys waiting, a new one fails at once.
  */
 
 export interface LookupBatchOptions {
@@ -12,10 +16,22 @@ export interface LookupBatchOptions {
   maxBatch: number
   /** Queries out at once at most. */
   maxInflight: number
+  /** ms a query may take before its keys fail and its place is given back. */
+  timeout: number
+  /** Keys waiting for a query at most. */
+  maxWaiting: number
 }
 
-/** Runs one query for these keys; the answer has an entry for each key found. */
-export type BatchRunner<R> = (keys: string[]) => Promise<Map<string, R>>
+/** A lookup that could not be answered (no place in a query, or its query took too long). */
+export class LookupBatchError extends Error {
+  override name = 'LookupBatchError'
+}
+
+/**
+ * Runs one query for these keys; the answer has an entry for each key found, and an Error for a key
+ * that could not be answered (the others still are).
+ */
+export type BatchRunner<R> = (keys: string[]) => Promise<Map<string, R | Error>>
 
 interface Waiter<R> {
   resolve: (value: R | undefined) => void
@@ -40,6 +56,7 @@ export class LookupBatch<R> {
     return await new Promise<R | undefined>((resolve, reject) => {
       const waiters = this.#pending.get(key)
       if (waiters !== undefined) waiters.push({ resolve, reject })
+      else if (this.#pending.size >= this.#opts.maxWaiting) return reject(new LookupBatchError(`${this.#opts.maxWaiting} lookups waiting already`))
       else this.#pending.set(key, [{ resolve, reject }])
       this.#schedule()
     })
@@ -73,20 +90,47 @@ export class LookupBatch<R> {
   }
 
   #send (batch: Map<string, Array<Waiter<R>>>): void {
-    let answer: Promise<Map<string, R>>
+    let settled = false
+    const settle = (): boolean => {
+      if (settled) return false
+      settled = true
+      clearTimeout(timer)
+      this.#inflight--
+      return true
+    }
+    const failAll = (err: unknown): void => {
+      for (const waiters of batch.values()) for (const w of waiters) w.reject(err)
+    }
+    const timer = setTimeout(() => {
+      if (!settle()) return
+      failAll(new LookupBatchError(`token lookup took over ${this.#opts.timeout} ms`))
+      this.#next()
+    }, this.#opts.timeout)
+    let answer: Promise<Map<string, R | Error>>
     try {
       answer = this.#run([...batch.keys()])
     } catch (err) {
       answer = Promise.reject(err)
     }
     answer.then((rows) => {
-      for (const [key, waiters] of batch) for (const w of waiters) w.resolve(rows.get(key))
+      if (!settle()) return
+      for (const [key, waiters] of batch) {
+        const row = rows.get(key)
+        for (const w of waiters) {
+          if (row instanceof Error) w.reject(row)
+          else w.resolve(row)
+        }
+      }
+      this.#next()
     }, (err: unknown) => {
-      for (const waiters of batch.values()) for (const w of waiters) w.reject(err)
-    }).finally(() => {
-      this.#inflight--
-      // What was asked for while the queries were out goes next, in this turn (it has waited already).
-      if (this.#pending.size > 0) this.#flush()
-    }).catch(() => {})
+      if (!settle()) return
+      failAll(err)
+      this.#next()
+    })
+  }
+
+  /** What was asked for while the queries were out goes next, in this turn (it has waited already). */
+  #next (): void {
+    if (this.#pending.size > 0) this.#flush()
   }
 }

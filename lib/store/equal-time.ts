@@ -17,9 +17,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const SAMPLES = 31
+/** The cost ratio is taken only from samples this recent (both costs under about the same load). */
+const RATIO_WINDOW_MS = 60_000
+
+interface Sample { ms: number, at: number }
 
 export class EqualTime {
-  readonly #samples = new Map<string, number[]>()
+  readonly #samples = new Map<string, Sample[]>()
 
   /** Records how long a check of cost `key` took, in ms. */
   record (key: string, ms: number): void {
@@ -28,29 +32,37 @@ export class EqualTime {
       list = []
       this.#samples.set(key, list)
     }
-    list.push(ms)
+    list.push({ ms, at: Date.now() })
     if (list.length > SAMPLES) list.shift()
   }
 
-  /** The duration a failed check should take for cost `key` (undefined: not enough samples yet). */
-  target (key: string, quantile = 0.5): number | undefined {
-    const list = this.#samples.get(key)
+  /**
+   * The duration a failed check should take for cost `key` (undefined: fewer than 3 samples), from
+   * the samples since `since` (ms since epoch; default: all kept).
+   */
+  target (key: string, quantile = 0.5, since = 0): number | undefined {
+    const list = this.#samples.get(key)?.filter((s) => s.at >= since)
     if (list === undefined || list.length < 3) return undefined
-    const sorted = [...list].sort((a, b) => a - b)
+    const sorted = list.map((s) => s.ms).sort((a, b) => a - b)
     return sorted[Math.min(sorted.length - 1, Math.floor(quantile * sorted.length))]
   }
 
   /**
    * Waits until a check of cost `key` that took `tookMs` has taken as long as one of cost `toward`
-   * would have: `tookMs` times their ratio (`expected`: what the parameters predict, used alone while
-   * either cost has too few samples).
+   * would have: `tookMs` times their ratio, measured on both costs' samples of the last minute and
+   * kept near `expected` (what the parameters predict). Without 3 recent samples of each, the recent
+   * median of `toward` is the goal; without that either, `expected` alone.
    */
   async padToward (key: string, tookMs: number, toward: string, expected: number): Promise<void> {
-    const own = this.target(key)
-    const other = this.target(toward)
-    const measured = own !== undefined && other !== undefined && own > 0 ? other / own : expected
-    const ratio = Math.min(expected * 1.6, Math.max(expected * 0.8, measured))
-    const goal = tookMs * ratio
+    const since = Date.now() - RATIO_WINDOW_MS
+    const own = this.target(key, 0.5, since)
+    const other = this.target(toward, 0.5, since)
+    let goal: number
+    if (own !== undefined && other !== undefined && own > 0) {
+      goal = tookMs * Math.min(expected * 1.6, Math.max(expected * 0.8, other / own))
+    } else {
+      goal = this.target(toward) ?? tookMs * expected
+    }
     if (goal > tookMs) await sleep(goal - tookMs)
   }
 

@@ -2,10 +2,7 @@
 // loop, but derivations on every core still starve the event loop's: a flood of logins would stall
 // every other request. So at most `concurrency` run at once (the cores less one), plus `reserved`
 // more for trusted clients (an address the account logged in from, or with no failure yet), so that
-// a flood from a few clients cannot hold every slot. While trusted jobs run over `concurrency`, no
-// untrusted one starts: a trusted check shares the cores with at most the rest of the checks that
-// were already running, not with a stream of new ones (on one core: 1.5 x a lone check at worst,
-// instead of 2 x).
+// a flood from a few clients cannot hold every slot.
 //
 // Each job names its clients (its address and its account): a client has at most one derivation
 // running and `perClientWaiting` waiting, past which its next one is refused at once
@@ -40,15 +37,15 @@ export interface KdfJobOptions {
 /** The default number of derivations at once: the cores less one for the event loop, at least 1. */
 export const defaultKdfConcurrency = (): number => Math.max(1, availableParallelism() - 1)
 
-interface Job { clients: readonly string[], trusted: boolean, start: () => void }
+interface Job { clients: readonly string[], trusted: boolean, slot: 'general' | 'extra', start: () => void }
 
 export class KdfQueue {
   readonly concurrency: number
   readonly reserved: number
   readonly maxWaiting: number
   readonly perClientWaiting: number
-  /** Jobs running. */
-  #running = 0
+  #general = 0
+  #extra = 0
   readonly #waiting: Job[] = []
   /** Per client: 1 while one of its jobs runs, the number waiting, and when one of its jobs last started. */
   readonly #clients = new Map<string, { running: number, waiting: number, served: number }>()
@@ -64,7 +61,7 @@ export class KdfQueue {
   /** Runs `work` when a slot is free and none of its clients is running another; see the header. */
   async run<T> (work: () => Promise<T>, options: KdfJobOptions = {}): Promise<T> {
     const { clients = [], trusted = false, refusable = true } = options
-    const job: Job = { clients, trusted, start: () => {} }
+    const job: Job = { clients, trusted, slot: 'general', start: () => {} }
     if (this.#startable(job)) {
       this.#take(job)
     } else {
@@ -82,11 +79,17 @@ export class KdfQueue {
 
   #startable (job: Job): boolean {
     for (const c of job.clients) if ((this.#clients.get(c)?.running ?? 0) > 0) return false
-    return this.#running < this.concurrency + (job.trusted ? this.reserved : 0)
+    return this.#general < this.concurrency || (job.trusted && this.#extra < this.reserved)
   }
 
   #take (job: Job): void {
-    this.#running++
+    if (this.#general < this.concurrency) {
+      this.#general++
+      job.slot = 'general'
+    } else {
+      this.#extra++
+      job.slot = 'extra'
+    }
     this.#tick++
     for (const c of job.clients) {
       const s = this.#state(c)
@@ -96,7 +99,8 @@ export class KdfQueue {
   }
 
   #release (job: Job): void {
-    this.#running--
+    if (job.slot === 'general') this.#general--
+    else this.#extra--
     for (const c of job.clients) {
       const s = this.#clients.get(c)
       if (s !== undefined) s.running = 0

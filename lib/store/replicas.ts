@@ -46,6 +46,17 @@ interface ReplicaState extends Replica {
   freshUntil: number
 }
 
+/**
+ * readEach: the primary failed after a replica had confirmed some of the keys. `rows` are those
+ * (still good: a replica may say yes while the primary is away); the other keys have no answer.
+ */
+export class PartialReadError<R> extends Error {
+  override name = 'PartialReadError'
+  constructor (readonly rows: R[], cause: unknown) {
+    super('the primary failed; only the rows a replica confirmed are known', { cause })
+  }
+}
+
 /** A read or check that took over `timeout` ms (the query itself goes on). */
 class SlowAnswer extends Error {}
 
@@ -122,7 +133,7 @@ export class ReplicaSet {
    * Reads the rows of `keys`: from a replica, then from the primary for every key the replica could
    * not answer with a row `trust` accepts (not found, not a yes), for every key whose row changed
    * lately, and for all of them when no replica may answer or the replica failed. At most one query
-   * on each.
+   * on each. When the primary fails after the replica confirmed some keys: PartialReadError.
    */
   async readEach<R> (keys: readonly string[], run: (db: TokenAuthDatabase, keys: string[]) => Promise<R[]>,
     keyOf: (row: R) => string, trust: (row: R) => boolean, counts?: ReadCounts): Promise<R[]> {
@@ -150,7 +161,14 @@ export class ReplicaSet {
     }
     if (rest.length === 0) return found
     if (counts !== undefined) counts.primaryFallbacks++
-    const fromPrimary = await run(this.#primary.db, rest)
+    let fromPrimary: R[]
+    try {
+      fromPrimary = await run(this.#primary.db, rest)
+    } catch (err) {
+      // The rows the replica confirmed stay good; only the rest has no answer.
+      if (found.length === 0) throw err
+      throw new PartialReadError(found, err)
+    }
     return found.length === 0 ? fromPrimary : found.concat(fromPrimary)
   }
 
