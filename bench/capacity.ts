@@ -33,6 +33,7 @@ import { TokenService } from '../lib/store/service.js'
 import { startCluster } from '../test/helpers/pg-cluster.js'
 import { runLoad, type LoadSummary } from './load.js'
 import { startServer, type Server } from './procs.js'
+import { median, quantile } from './report.js'
 import { seedBenchDatabase, type BenchDatabase } from './seed.js'
 
 const { values: args } = parseArgs({
@@ -61,8 +62,6 @@ const out: string[] = []
 const json: Record<string, unknown> = {}
 const say = (line = ''): void => { console.log(line); out.push(line) }
 const n = (v: number, digits = 0): string => v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s[s.length >> 1] }
-const quantile = (v: number[], q: number): number => { const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))] }
 
 function heapAfterGc (): number {
   const gc = (globalThis as { gc?: () => void }).gc

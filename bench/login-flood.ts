@@ -43,6 +43,7 @@ import postgres from 'postgres'
 import { createDatabase } from '../lib/store/database.js'
 import { migrate } from '../lib/store/migrate.js'
 import { TokenService } from '../lib/store/service.js'
+import { quantile } from './report.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -198,11 +199,6 @@ async function victimLogin (port: number, from: string, username: string): Promi
 
 // ---- figures ------------------------------------------------------------------------------------
 
-function quantile (values: number[], q: number): number {
-  if (values.length === 0) return NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]
-}
 const median = (values: number[]): number => quantile(values, 0.5)
 const f0 = (n: number): string => Number.isFinite(n) ? n.toFixed(0) : '-'
 const f2 = (n: number): string => Number.isFinite(n) ? n.toFixed(2) : '-'

@@ -32,6 +32,13 @@ export interface Row {
   samples: Sample[]
 }
 
+/** The value at quantile `q` (the smallest with at least q of the values at or below it); NaN for none. */
+export function quantile (values: number[], q: number): number {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]
+}
+
 export const median = (xs: number[]): number => {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b)
   const m = s.length >> 1

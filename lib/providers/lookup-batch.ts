@@ -62,11 +62,6 @@ export class LookupBatch<R> {
     })
   }
 
-  /** Keys waiting for a query (for tests and metrics). */
-  get waiting (): number {
-    return this.#pending.size
-  }
-
   #schedule (): void {
     if (this.#scheduled || this.#inflight >= this.#opts.maxInflight) return
     this.#scheduled = true

@@ -216,8 +216,6 @@ export class TokenService {
   readonly #userListeners = new Set<UserChangedListener>()
   readonly #kdf: KdfQueue
   readonly #equalTime = new EqualTime()
-  /** The cost (N·r·p) behind each key checks are timed under. */
-  readonly #keyCost = new Map<string, number>()
   readonly #o: ResolvedServiceOptions
   /** Counters for `fastify.tokenAuth.metrics()`. */
   readonly metrics = new Metrics()
@@ -394,9 +392,9 @@ export class TokenService {
       await this.#dummyCheck(password, job)
       return null
     }
-    const { result: ok, ms, key } = await this.#check(job, () => src.verifyPassword(password, row.passwordHash), row.passwordHash)
+    const { result: ok, ms, cost: checked } = await this.#check(job, () => src.verifyPassword(password, row.passwordHash), row.passwordHash)
     if (!ok || !row.active) {
-      await this.#padFailure(key, ms)
+      await this.#padFailure(checked, ms)
       return null
     }
     const hash = src.kind === 'builtin' ? await this.#afterBuiltinLogin(row.id as number, row.passwordHash, password) : row.passwordHash
@@ -631,46 +629,41 @@ export class TokenService {
   async #dummyCheck (password: string, job: KdfJobOptions): Promise<void> {
     if (this.users.kind === 'builtin') {
       const params = await this.#costliestParams()
-      const { ms, key } = await this.#check(job, () => dummyVerify(password, params), undefined, params)
-      await this.#padFailure(key, ms)
+      const { ms, cost: checked } = await this.#check(job, () => dummyVerify(password, params), undefined, params)
+      await this.#padFailure(checked, ms)
       return
     }
     const hash = this.#dummyHash ?? await this.#readDummyHash()
     if (hash === undefined) return // no user at all: there is nobody to tell apart
-    const { ms, key } = await this.#check(job, () => this.users.verifyPassword(password, hash), hash)
-    await this.#padFailure(key, ms)
+    const { ms, cost: checked } = await this.#check(job, () => this.users.verifyPassword(password, hash), hash)
+    await this.#padFailure(checked, ms)
   }
 
   /** Runs one check in a password slot and times it (queueing excluded), under its cost's key. */
-  async #check<T> (job: KdfJobOptions, work: () => Promise<T>, hash: string | undefined, params?: PasswordParams): Promise<{ result: T, ms: number, key: string }> {
-    const key = this.#costKey(hash, params)
+  async #check<T> (job: KdfJobOptions, work: () => Promise<T>, hash: string | undefined, params?: PasswordParams): Promise<{ result: T, ms: number, cost: CheckCost }> {
+    const checked = this.#costOf(hash, params)
     return await this.#kdf.run(async () => {
       const start = performance.now()
       const result = await work()
       const ms = performance.now() - start
-      this.#equalTime.record(key, ms)
-      return { result, ms, key }
+      this.#equalTime.record(checked.key, ms)
+      return { result, ms, cost: checked }
     }, job)
   }
 
-  /** The key checks are timed under: scrypt parameters for the plugin's users; one key for the app's. */
-  #costKey (hash: string | undefined, params?: PasswordParams): string {
-    if (this.users.kind !== 'builtin') return 'app'
+  /** The key checks are timed under (scrypt parameters for the plugin's users; one key for the app's) and their N·r·p. */
+  #costOf (hash: string | undefined, params?: PasswordParams): CheckCost {
+    if (this.users.kind !== 'builtin') return { key: 'app', cost: 0 }
     const p = params ?? (hash === undefined ? undefined : parseParams(hash)) ?? this.passwordParams
-    const key = `ln=${p.ln},r=${p.r},p=${p.p}`
-    if (!this.#keyCost.has(key)) this.#keyCost.set(key, cost(p))
-    return key
+    return { key: `ln=${p.ln},r=${p.r},p=${p.p}`, cost: cost(p) }
   }
 
   /** A failure answers no sooner than a check at the costliest cost (the app's: most of its checks). */
-  async #padFailure (key: string, ms: number): Promise<void> {
+  async #padFailure (checked: CheckCost, ms: number): Promise<void> {
     if (this.users.kind !== 'builtin') return await this.#equalTime.pad('app', ms, 0.9)
-    const top = await this.#costliestParams()
-    const costliest = this.#costKey(undefined, top)
-    if (key === costliest) return
-    const own = this.#keyCost.get(key)
-    if (own === undefined) return await this.#equalTime.pad(costliest, ms)
-    await this.#equalTime.padToward(key, ms, costliest, cost(top) / own)
+    const top = this.#costOf(undefined, await this.#costliestParams())
+    if (checked.key === top.key) return
+    await this.#equalTime.padToward(checked.key, ms, top.key, top.cost / checked.cost)
   }
 
   /** The costliest scrypt parameters among the stored hashes and the service's (read every 10 minutes). */
@@ -749,6 +742,9 @@ export class TokenService {
 const APP_WORK: KdfJobOptions = { refusable: false }
 
 const cost = (p: PasswordParams): number => 2 ** p.ln * p.r * p.p
+
+/** What a password check is timed under (equal-time.ts) and its cost. */
+interface CheckCost { key: string, cost: number }
 
 /** The user's tokens that have not expired (by the database's clock). */
 function liveToken (tokens: TokensTable, userId: UserId): SQL | undefined {

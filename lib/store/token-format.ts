@@ -102,7 +102,7 @@ export function generateToken (prefix: string = DEFAULT_TOKEN_PREFIX): string {
 export function checkTokenFormat (token: string, prefix: string): boolean {
   if (typeof token !== 'string') return false
   const p = prefix.length
-  if (token.length !== p + 1 + BODY_LENGTH) return false
+  if (token.length !== tokenLength(prefix)) return false
   for (let i = 0; i < p; i++) {
     if (token.charCodeAt(i) !== prefix.charCodeAt(i)) return false
   }
