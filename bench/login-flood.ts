@@ -152,7 +152,7 @@ async function startServer (url: string, throttle: 'default' | 'loose'): Promise
 
 // ---- HTTP clients -------------------------------------------------------------------------------
 
-interface Answer { status: number | 'error', ms: number, body: string }
+interface Answer { status: number | 'error', ms: number, body: string, /** performance.now() at the start */ at: number }
 
 const agents = new Map<string, http.Agent>()
 function agentFor (address: string): http.Agent {
@@ -170,15 +170,16 @@ function request (port: number, from: string, method: string, path: string, body
   if (payload !== undefined) headers['content-type'] = 'application/json'
   if (token !== undefined) headers.authorization = `Bearer ${token}`
   const start = performance.now()
+  const at = start
   return new Promise((resolve) => {
     const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: agentFor(from), localAddress: from }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, body: text }))
-      res.on('error', () => resolve({ status: 'error', ms: performance.now() - start, body: '' }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, body: text, at }))
+      res.on('error', () => resolve({ status: 'error', ms: performance.now() - start, body: '', at }))
     })
-    req.on('error', (err) => resolve({ status: 'error', ms: performance.now() - start, body: err.message }))
+    req.on('error', (err) => resolve({ status: 'error', ms: performance.now() - start, body: err.message, at }))
     req.end(payload)
   })
 }
@@ -227,7 +228,7 @@ function nextGuess (): { username: string, password: string } {
   return { username, password: `guess-${n}` }
 }
 
-interface Flood { stop: () => Promise<{ statusCounts: Record<string, number>, requests: number, seconds: number }> }
+interface Flood { stop: () => Promise<{ statusCounts: Record<string, number>, requests: number, seconds: number, checks: Array<[number, number]> }> }
 
 /** `loops` concurrent loops of wrong-password logins from `from`, until stopped. */
 function startFlood (port: number, from: string, loops: number): Flood {
@@ -245,7 +246,9 @@ function startFlood (port: number, from: string, loops: number): Flood {
     async stop () {
       state.running = false
       await all
-      return { statusCounts: countBy(answers, (a) => String(a.status)), requests: answers.length, seconds: (performance.now() - started) / 1000 }
+      // The attempts that reached a password check (a 401, not a refusal): [start, end] in ms from the flood's start.
+      const checks = answers.filter((a) => a.status === 401).map((a): [number, number] => [a.at - started, a.at + a.ms - started])
+      return { statusCounts: countBy(answers, (a) => String(a.status)), requests: answers.length, seconds: (performance.now() - started) / 1000, checks }
     }
   }
 }
@@ -264,7 +267,9 @@ interface FloodCase {
   from: string
   lone: VictimFigures | undefined
   flood: VictimFigures
-  attacker: { statusCounts: Record<string, number>, requests: number, rps: number }
+  attacker: { statusCounts: Record<string, number>, requests: number, rps: number, checks: Array<[number, number]> }
+  /** The victim's logins over 1.5 × its lone p50: [start, end] in ms from the flood's start. */
+  slow: Array<[number, number]>
 }
 
 async function floodCase (port: number, name: string, victim: string, from: string, lone: boolean, baseline?: VictimFigures): Promise<FloodCase> {
@@ -276,18 +281,22 @@ async function floodCase (port: number, name: string, victim: string, from: stri
     loneFigures = victimFigures(answers)
   }
   const flood = startFlood(port, ATTACKER, ATTACKERS)
+  const floodStart = performance.now()
   await new Promise((resolve) => setTimeout(resolve, 500)) // the flood reaches its pace first
   const answers: Answer[] = []
   const end = performance.now() + (SECONDS - 0.5) * 1000
   while (performance.now() < end) answers.push(await victimLogin(port, from, victim))
   const attack = await flood.stop()
+  const lonely = loneFigures ?? baseline
+  const slowMs = 1.5 * (lonely?.p50 ?? Infinity)
   return {
     name,
     victim,
     from,
-    lone: loneFigures ?? baseline,
+    lone: lonely,
     flood: victimFigures(answers),
-    attacker: { statusCounts: attack.statusCounts, requests: attack.requests, rps: attack.requests / attack.seconds }
+    attacker: { statusCounts: attack.statusCounts, requests: attack.requests, rps: attack.requests / attack.seconds, checks: attack.checks },
+    slow: answers.filter((a) => a.ms > slowMs).map((a): [number, number] => [a.at - floodStart, a.at + a.ms - floodStart])
   }
 }
 
@@ -318,6 +327,12 @@ function floodRow (c: FloodCase): string {
   return `| ${c.name} (${c.victim} from ${c.from}) | ${lone === undefined ? '-' : `${f0(lone.p50)} / ${f0(lone.p95)}`} | ` +
     `${(c.flood.success * 100).toFixed(1)}% of ${c.flood.attempts} ${JSON.stringify(c.flood.statusCounts)} | ${f0(c.flood.p50)} / ${f0(c.flood.p95)} (max ${f0(c.flood.max)}) | ` +
     `${f2(ratio)} | ${c.attacker.requests} (${f0(c.attacker.rps)}/s) ${JSON.stringify(c.attacker.statusCounts)} | ${pass ? 'yes' : 'NO'} |`
+}
+
+/** When the attacker's password checks ran and when the victim's slow logins did (ms from the flood's start). */
+function floodTimeline (c: FloodCase): string {
+  const span = (xs: Array<[number, number]>): string => xs.length === 0 ? 'none' : xs.map(([a, b]) => `${f0(a)}–${f0(b)}`).join(', ')
+  return `  ${c.victim} from ${c.from}: attacker's password checks (401s) ${span(c.attacker.checks)}; victim's logins over 1.5 × lone p50: ${span(c.slow)}`
 }
 const FLOOD_HEADER = '| victim | lone p50 / p95 ms | victim success during the flood | flood p50 / p95 ms | p95 ÷ lone p95 | attacker requests (rate) and statuses | targets met |\n|---|---|---|---|---|---|---|'
 
@@ -410,6 +425,7 @@ async function main (): Promise<void> {
     if (MODE !== 'timing') {
       console.log(`\nflood: ${ATTACKERS} loops of wrong-password logins from ${ATTACKER} for ${SECONDS} s; lone: ${LONE} sequential logins\n\n${FLOOD_HEADER}`)
       result.flood = await floodMode(db)
+      console.log('\ntimeline (ms from the start of the flood):\n' + result.flood.map(floodTimeline).join('\n'))
     }
     if (MODE !== 'flood') {
       console.log(`\ntiming: ${ROUNDS} interleaved rounds under ${LOAD}`)

@@ -74,6 +74,11 @@ export interface Server {
   start: () => Promise<void>
   /** Ends the window: the server's CPU time, requests and event-loop delay over it. */
   stop: () => Promise<ServerStats>
+  /** Stops the process (SIGSTOP) while another server is measured: an idle Node process still runs
+   * timers and GC on the shared core, and that made identical servers differ by 25%. */
+  pause: () => void
+  /** Lets it run again (SIGCONT). */
+  resume: () => void
   close: () => Promise<void>
 }
 
@@ -88,8 +93,11 @@ export async function startServer (scenario: Scenario, config: ServerConfig, { p
     pid,
     async start () { child.send({ type: 'start' }); await nextMessage(child, 'started') },
     async stop () { child.send({ type: 'stop' }); return await nextMessage<ServerStats>(child, 'stopped') },
+    pause () { if (child.exitCode === null) process.kill(pid, 'SIGSTOP') },
+    resume () { if (child.exitCode === null) process.kill(pid, 'SIGCONT') },
     async close () {
       if (child.exitCode !== null) return
+      process.kill(pid, 'SIGCONT')
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.send({ type: 'close' })
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)

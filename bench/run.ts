@@ -14,14 +14,18 @@ import { pinBackends } from './pg-pin.js'
 import { canPin, startLoader, startServer, type Loader, type Server } from './procs.js'
 import { seedBenchDatabase, type BenchDatabase } from './seed.js'
 import { SCENARIOS, type Scenario, type ServerConfig } from './scenarios.js'
-import { f0, f1, f2, LABELS, markdownTable, summarize, targets, type Key, type Sample } from './report.js'
+import { f0, f1, f2, LABELS, markdownTable, median, summarize, targets, type Key, type Sample } from './report.js'
 
 const METHOD = `Method (2 shared cores):
-- one long-lived server process per scenario (\`node --import tsx bench/server.ts <name>\`), all of
-  them started up front, pinned to core 0 (\`taskset -c 0\`), and warmed (--warmup-all s of load
+- --processes (default 3) long-lived server processes per scenario (\`node --import tsx
+  bench/server.ts <name>\`): one process can run a whole run about 25% slower than an identical
+  one (the same code, measured in the same minutes), so a scenario's figure in a round is the median
+  of its processes; all of them started up front, pinned to core 0 (\`taskset -c 0\`), and warmed (--warmup-all s of load
   each) before anything is measured; servers are never restarted between rounds. Only the server
   being measured gets requests, the others are idle;
-- the loader (autocannon, bench/loader.ts) is one long-lived process pinned to core 1;
+- the loader (autocannon, bench/loader.ts) is one long-lived process pinned to core 1; every
+  scenario's requests come from a list of the same length (the 1,000 database tokens; the 10
+  secrets and the one static key repeated to 1,000), so the loader's own work is the same;
 - R rounds (--rounds); in each, every scenario in turn gets --warmup s of load (its cache refilled,
   its connections opened), then --duration s measured. The order rotates every round;
 - the verdict is server CPU time per request: process.cpuUsage() of the server (all threads, user +
@@ -43,7 +47,8 @@ const METHOD = `Method (2 shared cores):
 
 const { values: args } = parseArgs({
   options: {
-    duration: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '2' },
+    processes: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
     warmup: { type: 'string', default: '1' },
@@ -72,7 +77,8 @@ if (args.help) {
 ${METHOD}
 
 Options:
-  --duration S          measured seconds per scenario and round (default 5)
+  --duration S          measured seconds per server and round (default 2)
+  --processes N         server processes per scenario (default 3)
   --rounds N            rounds, the scenario order rotating each round (default 5)
   --warmup S            load before each measurement, not measured (default 1)
   --warmup-all S        load on each server once, after they all started (default 3)
@@ -93,11 +99,11 @@ Options:
   --compare DIR         also run this plugin's scenarios on the lib/ of another checkout (a candidate
                         change), as '<scenario>@candidate' rows in the same rotated rounds
   --cpu-prof            run each server with node --cpu-prof (whole lifetime; profiles in
-                        bench/results/profiles/<scenario>-*/). For where a scenario's time goes per
-                        request, prefer: npx tsx bench/profile.ts <scenario> --baseline noop
+                        bench/results/profiles/<scenario>-*/; summarize one with
+                        npx tsx bench/profile.ts bench/results/profiles/<scenario>-<time>/)
 
-Time: about (scenarios × rounds × (duration + warmup + 0.5)) + scenarios × warmup-all seconds;
-with the defaults and every scenario, about 7 minutes. Results go to bench/results/<date>.json and
+Time: about processes × (scenarios × rounds × (duration + warmup + 0.5) + scenarios × warmup-all)
+seconds; with the defaults and every scenario, about 13 minutes. Results go to bench/results/<date>.json and
 .md (ignored by git).`)
   process.exit(0)
 }
@@ -109,6 +115,7 @@ function positiveInt (name: string, value: string | undefined, min = 1): number 
 }
 
 const duration = positiveInt('duration', args.duration)
+const processes = positiveInt('processes', args.processes)
 const rounds = positiveInt('rounds', args.rounds)
 const connections = positiveInt('connections', args.connections)
 const warmup = positiveInt('warmup', args.warmup, 0)
@@ -145,13 +152,17 @@ function serverFor (key: Key, config: ServerConfig): Promise<Server> {
 
 interface Plan { tokens: string[], expect: number }
 
+/** `list` repeated (or cut) to `length` entries: every scenario's loader cycles through as many requests. */
+const poolOf = (list: string[], length: number): string[] => Array.from({ length }, (_, i) => list[i % list.length])
+
 function plan (scenario: Scenario, db: BenchDatabase, config: ServerConfig): Plan {
+  const n = db.tokens.length
   switch (scenario) {
     // Every scenario goes through the loader's per-request setup (same loader cost): bare and noop get
     // the database tokens, which they do not read; reject-missing an empty pool, i.e. no header.
     case 'bare': case 'bare2': case 'noop': return { tokens: db.tokens, expect: 200 }
-    case 'bearer-auth': return { tokens: [config.staticKey as string], expect: 200 }
-    case 'secret': return { tokens: config.secrets as string[], expect: 200 }
+    case 'bearer-auth': return { tokens: poolOf([config.staticKey as string], n), expect: 200 }
+    case 'secret': return { tokens: poolOf(config.secrets as string[], n), expect: 200 }
     case 'db-warm': case 'db-cold': case 'naive': case 'login': return { tokens: db.tokens, expect: 200 }
     case 'reject-missing': return { tokens: [], expect: 401 }
     case 'reject-bad-checksum': return { tokens: db.badChecksumTokens, expect: 401 }
@@ -161,8 +172,17 @@ function plan (scenario: Scenario, db: BenchDatabase, config: ServerConfig): Pla
 
 interface Running { key: Key, server: Server, load: LoadOptions, expect: number }
 
-async function measure (r: Running, round: number, loader: Loader, pinPg: (() => Promise<void>) | undefined): Promise<Sample> {
-  if (warmup > 0) await loader.load({ ...r.load, duration: warmup })
+/** Runs `r`'s server alone: the others are stopped once `r` has had its warm-up (meanwhile the one
+ * measured before goes idle, and its database pool closes). */
+async function alone (r: Running, all: Running[], seconds: number, loader: Loader): Promise<void> {
+  r.server.resume()
+  if (seconds > 0) await loader.load({ ...r.load, duration: seconds })
+  for (const o of all) if (o !== r) o.server.pause()
+}
+
+async function measure (r: Running, round: number, loader: Loader, pinPg: (() => Promise<void>) | undefined, all: Running[]): Promise<Sample> {
+  // Only the server measured runs; the others are stopped (SIGSTOP) until their turn.
+  await alone(r, all, warmup, loader)
   await pinPg?.()
   await r.server.start()
   const load = await loader.load(r.load)
@@ -180,6 +200,29 @@ async function measure (r: Running, round: number, loader: Loader, pinPg: (() =>
     statusCounts: load.statusCounts,
     errors: load.errors
   }
+}
+
+/** A scenario's samples of one round (one per process) as one: the median process. */
+function perRound (list: Sample[]): Sample[] {
+  const rounds = [...new Set(list.map((s) => s.round))]
+  return rounds.map((round) => {
+    const of = list.filter((s) => s.round === round)
+    const mid = (f: (s: Sample) => number): number => median(of.map(f))
+    const statusCounts: Record<string, number> = {}
+    for (const s of of) for (const [code, n] of Object.entries(s.statusCounts)) statusCounts[code] = (statusCounts[code] ?? 0) + n
+    return {
+      round,
+      rps: mid((s) => s.rps),
+      p50: mid((s) => s.p50),
+      p99: mid((s) => s.p99),
+      cpuUsPerReq: mid((s) => s.cpuUsPerReq),
+      loaderCpuPct: mid((s) => s.loaderCpuPct),
+      requests: of.reduce((n, s) => n + s.requests, 0),
+      unexpected: of.reduce((n, s) => n + s.unexpected, 0),
+      statusCounts,
+      errors: of.reduce((n, s) => n + s.errors, 0)
+    }
+  })
 }
 
 // ---- login flood --------------------------------------------------------------------------------
@@ -273,34 +316,40 @@ async function main (): Promise<void> {
     url: db.url,
     secrets: Array.from({ length: 10 }, () => generateToken('svc')),
     staticKey: generateToken('key'),
-    poolSize: 10
+    poolSize: 10,
+    idleTimeout: 500
   }
   const pinPg = args['pin-pg'] ? () => pinBackends(adminUrl, db.name, 1) : undefined
   const loader = await startLoader(pin)
   const keys: Key[] = CANDIDATE === undefined
     ? scenarios
     : scenarios.flatMap((s): Key[] => PLUGIN_SCENARIOS.has(s) ? [s, `${s}@candidate`] : [s])
-  const samples = new Map<Key, Sample[]>(keys.map((s) => [s, []]))
+  const perProcess = new Map<Key, Sample[]>(keys.map((s) => [s, []]))
   const running: Running[] = []
+  // Stopped servers would outlive an interrupted run: let them go on to their exit.
+  process.once('SIGINT', () => { for (const r of running) r.server.resume(); process.exit(130) })
   const started = new Date()
   let flood: FloodResult | undefined
   try {
     // Every server up front, then each warmed (JIT, caches, pool connections) before any measurement.
-    for (const key of keys) {
-      const server = await serverFor(key, config)
-      const { tokens, expect } = plan(baseOf(key), db, config)
-      running.push({ key, server, expect, load: { url: `${server.url}/r`, tokens, connections, duration } })
+    // A scenario's processes are started one after another but measured apart (rotation below).
+    for (let p = 0; p < processes; p++) {
+      for (const key of keys) {
+        const server = await serverFor(key, config)
+        const { tokens, expect } = plan(baseOf(key), db, config)
+        running.push({ key, server, expect, load: { url: `${server.url}/r`, tokens, connections, duration } })
+      }
     }
     console.log(`${running.length} servers started; warming each for ${warmupAll} s ...`)
-    if (warmupAll > 0) for (const r of running) await loader.load({ ...r.load, duration: warmupAll })
+    for (const r of running) await alone(r, running, warmupAll, loader)
     for (let round = 0; round < rounds && running.length > 0; round++) {
       // Rotate by a whole share of the list each round, so that every scenario takes turns at every position.
       const k = Math.floor(round * running.length / rounds) % running.length
       const order = [...running.slice(k), ...running.slice(0, k)]
       console.log(`round ${round + 1}/${rounds}: ${order.map((r) => r.key).join(' → ')}`)
       for (const r of order) {
-        const s = await measure(r, round, loader, pinPg)
-        samples.get(r.key)?.push(s)
+        const s = await measure(r, round, loader, pinPg, running)
+        perProcess.get(r.key)?.push(s)
         console.log(`  ${r.key.padEnd(20)} ${f0(s.rps).padStart(7)} req/s  p99 ${f1(s.p99).padStart(6)} ms  ${f1(s.cpuUsPerReq).padStart(6)} µs/req  loader ${f0(s.loaderCpuPct)}%` +
           (s.unexpected > 0 ? `  UNEXPECTED: ${JSON.stringify(s.statusCounts)}` : ''))
       }
@@ -317,9 +366,9 @@ async function main (): Promise<void> {
     if (!args['keep-db']) await db.drop()
   }
 
-  const rows = summarize(samples)
+  const rows = summarize(new Map([...perProcess].map(([key, list]) => [key, perRound(list)])))
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`
-  const header = `${started.toISOString()} — ${machine}; ${keys.length} long-lived servers, ${rounds} rotated rounds × ${duration} s (+${warmup} s warm-up each, ${warmupAll} s once), ` +
+  const header = `${started.toISOString()} — ${machine}; ${keys.length} scenarios × ${processes} long-lived servers, ${rounds} rotated rounds × ${duration} s (+${warmup} s warm-up each, ${warmupAll} s once), ` +
     `${connections} connections, ${db.rows.toLocaleString('en-US')} token rows; servers ${pin ? 'on core 0' : 'unpinned'}, loader ${pin ? 'on core 1' : 'unpinned'}, ` +
     `PostgreSQL ${args['pin-pg'] ? 'backends on core 1' : 'unpinned'}`
   const tgs = targets(rows)
@@ -338,7 +387,7 @@ async function main (): Promise<void> {
   const json = {
     started: started.toISOString(),
     machine,
-    options: { duration, rounds, connections, warmup, warmupAll, tokens: fillerTokens, rows: db.rows, pin, pinPg: args['pin-pg'] },
+    options: { duration, processes, rounds, connections, warmup, warmupAll, tokens: fillerTokens, rows: db.rows, pin, pinPg: args['pin-pg'] },
     rows,
     targets: tgs,
     loginFlood: flood

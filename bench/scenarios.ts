@@ -15,6 +15,9 @@ export interface ServerConfig {
   staticKey?: string
   /** postgres.js pool size for database scenarios. */
   poolSize?: number
+  /** ms after which an idle pool connection closes (0: never): run.ts's stopped servers then hold
+   * only their LISTEN connection. */
+  idleTimeout?: number
   /** Read replicas' URLs for database scenarios (createDatabase's `replicas`). */
   replicas?: string[]
 }

@@ -61,7 +61,7 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
       // the join, built on every request (no .prepare()).
       const { createDatabase } = await import('../lib/store/database.js')
       const { tokens, users } = await import('../lib/store/schema.js')
-      const database = await createDatabase(config.url, { max: config.poolSize ?? 10 })
+      const database = await createDatabase(config.url, { max: config.poolSize ?? 10, idleTimeout: config.idleTimeout ?? 0 })
       close = () => database.close()
       const db = database.db
       app.addHook('onRequest', async (request, reply) => {
@@ -92,7 +92,7 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
       // unknown token reaches the database; reject-unknown-neg keeps the negative cache on).
       const { default: tokenAuth } = await lib<typeof import('../lib/index.js')>('index.js')
       const { createDatabase } = await lib<typeof import('../lib/store/database.js')>('store/database.js')
-      const database = await createDatabase(config.url, { max: config.poolSize ?? 10, ...(config.replicas === undefined ? {} : { replicas: config.replicas }) })
+      const database = await createDatabase(config.url, { max: config.poolSize ?? 10, idleTimeout: config.idleTimeout ?? 0, ...(config.replicas === undefined ? {} : { replicas: config.replicas }) })
       const cold = scenario === 'db-cold' || scenario === 'reject-unknown-cold'
       await app.register(tokenAuth, {
         database,

@@ -143,6 +143,23 @@ t.test('postgres.js: listen on one database, notify from another client', async 
   t.ok(databaseUrl())
 })
 
+t.test('postgres.js: idleTimeout closes idle pool connections, LISTEN stays', async (t) => {
+  if (!requirePostgres(t)) return
+  const { url, database } = await freshDatabase(t)
+  const name = new URL(url as string).pathname.slice(1)
+  const idle = await createDatabase(url as string, { max: 3, idleTimeout: 200 })
+  t.teardown(() => idle.close())
+  const unlisten = await idle.listen('idle_check', () => {})
+  const count = async (): Promise<number> => (await query<{ n: number }>(database, 'select count(*)::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [name]))[0].n
+  const before = await count()
+  await Promise.all([1, 2, 3].map(async () => await query(idle, 'select pg_sleep(0.05)')))
+  t.equal(await count(), before + 3, 'the pool opened three connections')
+  await waitFor(() => false, 600)
+  t.equal(await count(), before, 'and closed them once idle; the LISTEN connection is still there')
+  await unlisten()
+  await t.rejects(createDatabase(url, { idleTimeout: -1 }), /idleTimeout/)
+})
+
 t.test('in-memory PGlite and channel names', async (t) => {
   const mem = await createDatabase(undefined, { memory: true })
   t.equal(mem.kind, 'pglite')

@@ -95,3 +95,18 @@ t.test('many tokens: each resolves to its own user', async (t) => {
   const dup = new SecretTokenAuthProvider({ tokens: [{ token: 'same', username: 'first' }, { token: 'same', username: 'second' }] })
   t.equal(dup.getUser('same')?.username, 'second')
 })
+
+t.test('lists short and long: only the exact token, whatever its length or padding', async (t) => {
+  for (const count of [10, 200]) {
+    const tokens = Array.from({ length: count }, (_, i) => ({ token: `k${i}-` + 'x'.repeat(i % 37), username: `u${i}` }))
+    const p = new SecretTokenAuthProvider({ tokens })
+    for (const [i, { token }] of tokens.entries()) {
+      t.equal(p.getUser(token)?.username, `u${i}`, `${count}: ${token}`)
+      t.equal(p.getUser(token + '\0'), null, `${count}: NUL-padded`)
+      t.equal(p.getUser(token.slice(0, -1)), null, `${count}: one shorter`)
+      t.equal(p.getUser(token + 'y'), null, `${count}: one longer`)
+    }
+    t.equal(p.getUser('k1-' + 'x'.repeat(500)), null, `${count}: longer than every secret`)
+    t.equal(p.getUser('\u0100'), null, `${count}: a character past Latin-1`)
+  }
+})

@@ -37,6 +37,9 @@ export interface CreateDatabaseOptions {
    * (default 10; postgres.js's own default is 30). During a network partition every query that opens
    * a connection waits this long before it fails (503), and holds a pool slot meanwhile. */
   connectTimeout?: number
+  /** postgres.js only: ms after which an idle pool connection is closed (it reopens when needed);
+   * default 0, never. A process that is mostly idle then holds only its LISTEN connection. */
+  idleTimeout?: number
   /** PGlite only: use this existing instance (e.g. a `clone()`); `close()` closes it. No lock is taken. */
   pglite?: PGlite
   /** postgres.js only: URLs of read replicas (hot standbys of `url`) the token lookups are read from;
@@ -137,6 +140,7 @@ export const databaseOptions = object({
   memory: bool(false),
   max: integer({ min: 1, max: 1000, default: 10 }),
   connectTimeout: integer({ min: 1, max: 3600, default: DEFAULT_CONNECT_TIMEOUT, unit: 'seconds' }),
+  idleTimeout: ms(0, 0),
   pglite: optional(satisfies<PGlite>((v) => typeof (v as PGlite | null)?.query === 'function', 'a PGlite instance')),
   replicas: arrayOf(replicaUrl, { max: 16, expected: 'an array of at most 16 postgres:// URLs', default: [] }),
   replicaMaxLag: orFalse(ms(1_000)),
@@ -149,6 +153,7 @@ function postgresClient (url: string, opts: ResolvedDatabaseOptions): postgres.S
   return postgres(url, {
     max: opts.max,
     connect_timeout: opts.connectTimeout,
+    idle_timeout: opts.idleTimeout === 0 ? undefined : opts.idleTimeout / 1000,
     // postgres.js (3.4.9) runs its array-type lookup on every new connection from an async function
     // nobody awaits: when the connection drops during it (an outage, a restart), the rejection is
     // unhandled (a crash under Node's default) and the query waiting for that connection hangs
