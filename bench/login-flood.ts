@@ -228,7 +228,7 @@ function nextGuess (): { username: string, password: string } {
   return { username, password: `guess-${n}` }
 }
 
-interface Flood { stop: () => Promise<{ statusCounts: Record<string, number>, requests: number, seconds: number, checks: Array<[number, number]> }> }
+interface Flood { stop: () => Promise<{ statusCounts: Record<string, number>, requests: number, seconds: number, checks: Array<[number, number]>, bySecond: Array<Record<string, number>> }> }
 
 /** `loops` concurrent loops of wrong-password logins from `from`, until stopped. */
 function startFlood (port: number, from: string, loops: number): Flood {
@@ -248,7 +248,9 @@ function startFlood (port: number, from: string, loops: number): Flood {
       await all
       // The attempts that reached a password check (a 401, not a refusal): [start, end] in ms from the flood's start.
       const checks = answers.filter((a) => a.status === 401).map((a): [number, number] => [a.at - started, a.at + a.ms - started])
-      return { statusCounts: countBy(answers, (a) => String(a.status)), requests: answers.length, seconds: (performance.now() - started) / 1000, checks }
+      // Answers by the second they came in, for the first 8 s.
+      const bySecond = Array.from({ length: 8 }, (_, i) => countBy(answers.filter((a) => Math.floor((a.at + a.ms - started) / 1000) === i), (a) => String(a.status)))
+      return { statusCounts: countBy(answers, (a) => String(a.status)), requests: answers.length, seconds: (performance.now() - started) / 1000, checks, bySecond }
     }
   }
 }
@@ -267,7 +269,7 @@ interface FloodCase {
   from: string
   lone: VictimFigures | undefined
   flood: VictimFigures
-  attacker: { statusCounts: Record<string, number>, requests: number, rps: number, checks: Array<[number, number]> }
+  attacker: { statusCounts: Record<string, number>, requests: number, rps: number, checks: Array<[number, number]>, bySecond: Array<Record<string, number>> }
   /** The victim's logins over 1.5 × its lone p50: [start, end] in ms from the flood's start. */
   slow: Array<[number, number]>
 }
@@ -295,29 +297,32 @@ async function floodCase (port: number, name: string, victim: string, from: stri
     from,
     lone: lonely,
     flood: victimFigures(answers),
-    attacker: { statusCounts: attack.statusCounts, requests: attack.requests, rps: attack.requests / attack.seconds, checks: attack.checks },
+    attacker: { statusCounts: attack.statusCounts, requests: attack.requests, rps: attack.requests / attack.seconds, checks: attack.checks, bySecond: attack.bySecond },
     slow: answers.filter((a) => a.ms > slowMs).map((a): [number, number] => [a.at - floodStart, a.at + a.ms - floodStart])
   }
 }
 
 async function floodMode (db: Seeded): Promise<FloodCase[]> {
-  const server = await startServer(db.url, 'default')
-  try {
-    const cases: FloodCase[] = []
+  // A server of its own per case: what one case left in a server's memory (the per-process delays of
+  // the attacker's address) must not help the next; the counters in the database are cleared.
+  const inCase = async (run: (port: number) => Promise<FloodCase>): Promise<FloodCase> => {
     await db.clearCounters()
-    cases.push(await floodCase(server.port, 'another account', 'alice', VICTIM, true))
-    console.log(floodRow(cases.at(-1)!))
-    await db.clearCounters()
-    cases.push(await floodCase(server.port, 'the attacked account, usual address', 'bob', VICTIM, true))
-    console.log(floodRow(cases.at(-1)!))
-    await db.clearCounters()
-    // No lone run from the new device (that would make it known): compared with bob's lone figures.
-    cases.push(await floodCase(server.port, 'the attacked account, new address', 'bob', NEW_DEVICE, false, cases.at(-1)!.lone))
-    console.log(floodRow(cases.at(-1)!))
-    return cases
-  } finally {
-    await server.close()
+    const server = await startServer(db.url, 'default')
+    try {
+      const c = await run(server.port)
+      console.log(floodRow(c))
+      return c
+    } finally {
+      await server.close()
+    }
   }
+  const cases: FloodCase[] = []
+  cases.push(await inCase((port) => floodCase(port, 'another account', 'alice', VICTIM, true)))
+  cases.push(await inCase((port) => floodCase(port, 'the attacked account, usual address', 'bob', VICTIM, true)))
+  // No lone run from the new device (that would make it known): compared with bob's lone figures.
+  const lone = cases.at(-1)!.lone
+  cases.push(await inCase((port) => floodCase(port, 'the attacked account, new address', 'bob', NEW_DEVICE, false, lone)))
+  return cases
 }
 
 function floodRow (c: FloodCase): string {
@@ -332,7 +337,8 @@ function floodRow (c: FloodCase): string {
 /** When the attacker's password checks ran and when the victim's slow logins did (ms from the flood's start). */
 function floodTimeline (c: FloodCase): string {
   const span = (xs: Array<[number, number]>): string => xs.length === 0 ? 'none' : xs.map(([a, b]) => `${f0(a)}–${f0(b)}`).join(', ')
-  return `  ${c.victim} from ${c.from}: attacker's password checks (401s) ${span(c.attacker.checks)}; victim's logins over 1.5 × lone p50: ${span(c.slow)}`
+  return `  ${c.victim} from ${c.from}: attacker's password checks (401s) ${span(c.attacker.checks)}; victim's logins over 1.5 × lone p50: ${span(c.slow)}; ` +
+    `attacker's answers by second: ${c.attacker.bySecond.map((x) => JSON.stringify(x)).join(' ')}`
 }
 const FLOOD_HEADER = '| victim | lone p50 / p95 ms | victim success during the flood | flood p50 / p95 ms | p95 ÷ lone p95 | attacker requests (rate) and statuses | targets met |\n|---|---|---|---|---|---|---|'
 

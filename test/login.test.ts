@@ -489,7 +489,7 @@ t.test('options are checked at registration, with clear messages', async (t) => 
     [{ tokenExpiresIn: '3600' }, 'routes.tokenExpiresIn', /option routes\.tokenExpiresIn must be/],
     [{ tokenScopes: 'read' }, 'routes.tokenScopes', /option routes\.tokenScopes must be an array of at most 64 scope tokens/],
     [{ tokenScopes: ['has space'] }, 'routes.tokenScopes[0]', /option routes\.tokenScopes\[0\] must be an RFC 6749 scope token/],
-    [{ throttle: 'yes' }, 'routes.throttle', /option routes\.throttle must be false or \{ perAccountAndIp\?, perAccount\?, perIp\?, timeWindow\?, knownAddressTtl\?, refusalsPerSecond\?, store\?, allowList\? \}/],
+    [{ throttle: 'yes' }, 'routes.throttle', /option routes\.throttle must be false or \{ perAccountAndIp\?, perAccount\?, perIp\?, timeWindow\?, knownAddressTtl\?, refusalsPerSecond\?, store\?, allowList\?, delay\? \}/],
     [{ throttle: { perAccount: 0 } }, 'routes.throttle.perAccount', /option routes\.throttle\.perAccount must be an integer from 1 to 1000000, got 0/],
     [{ throttle: { perIp: -1 } }, 'routes.throttle.perIp', /option routes\.throttle\.perIp must be/],
     [{ throttle: { timeWindow: '15 minutes' } }, 'routes.throttle.timeWindow', /option routes\.throttle\.timeWindow must be an integer from 1 to 2147483647 \(milliseconds\)/],

@@ -158,7 +158,8 @@ t.test('four app processes on one database', async (t) => {
   })
 
   await t.test('wrong passwords spread over the four processes are counted together', async (t) => {
-    // The default throttle: 10 failures per account and address in 15 minutes, counters in the database.
+    // The default limits: 10 failures per account and address in 15 minutes, counters in the database
+    // (the per-process delays are off in these servers).
     const LIMIT = 10
     const statuses: number[] = []
     for (let i = 0; i < LIMIT; i++) statuses.push((await login(procs[i % procs.length], 'mallory-target', `guess ${i}`)).status)

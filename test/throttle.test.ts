@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type InjectOptions, type LightMyRequestR
 import rateLimit from '@fastify/rate-limit'
 import tokenAuth, { rateLimitStore, type ThrottleStore } from '../lib/index.js'
 import type { LoginRoutesOptions } from '../lib/routes/options.js'
-import { DEFAULT_THROTTLE, throttleOptions } from '../lib/routes/throttle.js'
+import { DEFAULT_DELAY, DEFAULT_THROTTLE, throttleOptions } from '../lib/routes/throttle.js'
 import { databaseThrottleStore } from '../lib/store/throttle-store.js'
 import type { Database } from '../lib/store/database.js'
 import { FAST_PASSWORD_PARAMS, freshDatabase, query } from './helpers/db.js'
@@ -49,17 +49,40 @@ function isThrottled (t: Test, res: LightMyRequestResponse, maxRetryAfter: numbe
 t.test('the defaults', async (t) => {
   const defaults = { perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 900_000, knownAddressTtl: 30 * 24 * 3600 * 1000, refusalsPerSecond: 10 }
   t.same(DEFAULT_THROTTLE, defaults)
-  t.same(throttleOptions(undefined, 'routes.throttle'), { ...defaults, store: undefined, allowList: undefined })
+  t.same(DEFAULT_DELAY, { after: 5, base: 1000, max: 60_000 })
+  t.same(throttleOptions(undefined, 'routes.throttle'), { ...defaults, store: undefined, allowList: undefined, delay: DEFAULT_DELAY })
   t.same(throttleOptions(false, 'routes.throttle'), false)
 })
 
 t.test('10 failures for one account from one address: 429 for that pair only; the owner elsewhere gets in', async (t) => {
-  const { app } = await setup(t)
+  // The delays between an address's checks (tested below) would hold the address before its 10th.
+  const { app } = await setup(t, { throttle: { delay: false } })
   for (let i = 0; i < 10; i++) t.equal((await login(app, i % 2 === 0 ? 'alice' : 'ALICE', 'wrong', '10.0.0.1')).statusCode, 401)
   isThrottled(t, await login(app, 'alice', 'wrong', '10.0.0.1'), 900)
   isThrottled(t, await login(app, 'ａｌｉｃｅ', PASSWORD, '10.0.0.1'), 900)
   t.equal((await login(app, 'alice', PASSWORD, '10.0.0.2')).statusCode, 200, 'the owner, from another address: in')
   t.equal((await login(app, 'bob', PASSWORD, '10.0.0.1')).statusCode, 200, 'another account, from the same address: in')
+})
+
+t.test('growing delays: past a few failures an address waits between checks; others and the owner\'s usual address do not', async (t) => {
+  const { app } = await setup(t, { throttle: { delay: { after: 2, base: 1000, max: 2000 } } })
+  t.equal((await login(app, 'carol', PASSWORD, '192.0.2.10')).statusCode, 200, 'carol logs in from home once')
+  // Two failures are free; the third starts the delay (1 s), and each attempt within it is
+  // refused without a check, and without being counted.
+  for (const name of ['alice', 'bob', 'nobody']) t.equal((await login(app, name, 'wrong', '10.0.0.1')).statusCode, 401)
+  isThrottled(t, await login(app, 'alice', PASSWORD, '10.0.0.1'), 1)
+  isThrottled(t, await login(app, 'carol', PASSWORD, '10.0.0.1'), 1)
+  t.equal((await login(app, 'alice', PASSWORD, '10.0.0.2')).statusCode, 200, 'another address: not delayed')
+  t.equal((await login(app, 'carol', PASSWORD, '192.0.2.10')).statusCode, 200, 'carol from home: not delayed')
+  await sleep(1100)
+  t.equal((await login(app, 'bob', 'wrong', '10.0.0.1')).statusCode, 401, 'the delay over: a check again (the 4th failure: 2 s)')
+  await sleep(1100)
+  isThrottled(t, await login(app, 'alice', PASSWORD, '10.0.0.1'), 1)
+  await sleep(1000)
+  // At most `max` ms, then one check at a time: of two at once, one is checked (and gets in), the other waits.
+  const both = await Promise.all([login(app, 'alice', PASSWORD, '10.0.0.1'), login(app, 'bob', PASSWORD, '10.0.0.1')])
+  t.same(statuses(both).sort(), [200, 429], 'one check at a time once past `after`')
+  t.equal((await login(app, 'bob', PASSWORD, '10.0.0.1')).statusCode, 200, 'after a success, the next is checked at once')
 })
 
 t.test('many addresses against one account: 429 for addresses it never logged in from, not for the owner\'s', async (t) => {

@@ -12,6 +12,8 @@
  * Past a limit the answer is 429 with Retry-After until that key's window ends (it never moves: the
  * first failure plus `timeWindow`). An attempt refused for being one too many at once (the password
  * queue's per-client bound), or that timed out, counts like a failure. Successes are not counted.
+ * Past `delay.after` failures an address also waits between its checks, a delay that doubles with
+ * each further failure (failure-delay.ts; not on an address the account logged in from).
  * The 429s for a limit reached are paced per address (`refusalsPerSecond`, refusal-pace.ts): a client
  * that asks as fast as it is refused would otherwise take the CPU everyone else's password checks
  * need. Those for one too many at once are not: each counts, so the limits soon hold them too.
@@ -27,6 +29,7 @@
 import type { FastifyRequest } from 'fastify'
 import { normalizeIP } from '@fastify/rate-limit'
 import type { ThrottleStore } from '../store/throttle-store.js'
+import { FailureDelay } from './failure-delay.js'
 import { RefusalPace } from './refusal-pace.js'
 import { integer, invalid, ms, object, optional, orFalse, satisfies, type Check, type Checked } from '../validate.js'
 
@@ -47,9 +50,12 @@ export interface LoginThrottleOptions {
   refusalsPerSecond?: number | false
   /** Addresses (exact, after IPv6 /64 folding) or a function of the address that the throttle leaves alone. */
   allowList?: readonly string[] | ((address: string) => boolean)
+  /** Growing delays between an address's checks once it failed `after` times: `base` ms, doubling, at most `max`; `false`: none. */
+  delay?: { after?: number, base?: number, max?: number } | false
 }
 
 export const DEFAULT_THROTTLE = Object.freeze({ perAccountAndIp: 10, perAccount: 100, perIp: 100, timeWindow: 15 * 60 * 1000, knownAddressTtl: 30 * 24 * 3600 * 1000, refusalsPerSecond: 10 })
+export const DEFAULT_DELAY = Object.freeze({ after: 5, base: 1000, max: 60_000 })
 
 const limit = (def: number): Check<number | false> => orFalse(integer({ min: 1, max: 1_000_000, default: def }))
 const isStore = (v: unknown): boolean => typeof (v as ThrottleStore | null)?.read === 'function' && typeof (v as ThrottleStore).hit === 'function'
@@ -68,8 +74,13 @@ export const throttleOptions = orFalse(object({
   knownAddressTtl: orFalse(integer({ min: 1, max: 366 * 24 * 3600 * 1000, default: DEFAULT_THROTTLE.knownAddressTtl, unit: 'milliseconds' })),
   refusalsPerSecond: orFalse(integer({ min: 1, max: 1_000_000, default: DEFAULT_THROTTLE.refusalsPerSecond })),
   store: optional(satisfies<ThrottleStore>(isStore, 'a throttle store (read and hit), e.g. rateLimitStore(new RedisStore(...))')),
-  allowList
-}, { expected: 'false or { perAccountAndIp?, perAccount?, perIp?, timeWindow?, knownAddressTtl?, refusalsPerSecond?, store?, allowList? }' }))
+  allowList,
+  delay: orFalse(object({
+    after: integer({ min: 0, max: 1_000_000, default: DEFAULT_DELAY.after }),
+    base: ms(DEFAULT_DELAY.base),
+    max: ms(DEFAULT_DELAY.max)
+  }, { expected: 'false or { after?, base?, max? }' }))
+}, { expected: 'false or { perAccountAndIp?, perAccount?, perIp?, timeWindow?, knownAddressTtl?, refusalsPerSecond?, store?, allowList?, delay? }' }))
 export type ResolvedThrottleOptions = Exclude<Checked<typeof throttleOptions>, false>
 
 const PREFIX = 'login:'
@@ -93,11 +104,13 @@ export class LoginThrottle {
   readonly #o: ResolvedThrottleOptions
   readonly #store: ThrottleStore
   readonly #pace: RefusalPace | undefined
+  readonly #delay: FailureDelay | undefined
 
   constructor (options: ResolvedThrottleOptions, store: ThrottleStore) {
     this.#o = options
     this.#store = store
     this.#pace = options.refusalsPerSecond === false ? undefined : new RefusalPace(options.refusalsPerSecond)
+    this.#delay = options.delay === false ? undefined : new FailureDelay(options.delay)
   }
 
   /**
@@ -126,14 +139,26 @@ export class LoginThrottle {
     if (o.perIp !== false && count(ip) >= o.perIp) return await refuse(ip)
     if (pair !== undefined && o.perAccountAndIp !== false && count(pair) >= o.perAccountAndIp) return await refuse(pair)
     if (acct !== undefined && !isKnown && o.perAccount !== false && count(acct) >= o.perAccount) return await refuse(acct)
+    const delay = isKnown ? undefined : this.#delay
+    const wait = delay?.begin(address, count(ip)) ?? 0
+    if (wait > 0) {
+      await this.#pace?.wait(address)
+      return { retryAfter: Math.max(1, Math.ceil(wait / 1000)) }
+    }
     const failures = [pair, ip, acct].filter((k) => k !== undefined)
     return {
       // The account's share of the password checks is not the owner's on a known address either (as
       // for its counter): else a stranger guessing the account would hold the owner's logins to it.
       clients: isKnown ? [`ip:${address}`] : clients,
       trusted: isKnown || (count(ip) === 0 && count(pair) === 0),
-      fail: async () => { await this.#store.hit(failures, o.timeWindow) },
-      succeed: async () => { if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number) }
+      fail: async () => {
+        delay?.failed(address, count(ip) + 1)
+        await this.#store.hit(failures, o.timeWindow)
+      },
+      succeed: async () => {
+        delay?.settled(address)
+        if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number)
+      }
     }
   }
 
