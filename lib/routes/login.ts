@@ -89,27 +89,31 @@ function credentialsCheck (ctx: RoutesContext): CredentialsCheck {
     const fail = async (why: string): Promise<void> => {
       metrics.failed++
       events.emit('login.failed', { ip: request.ip, detail: { account, why } })
-      if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.fail(), { untimed: true })
+      if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.fail(why !== 'unavailable'), { untimed: true })
     }
-    let user
     try {
-      user = await storeCall(request, 'login', service.verifyCredentials(username, password, { clients: attempt?.clients, trusted: attempt?.trusted }))
-    } catch (err) {
-      if (err instanceof ClientBusyError) {
-        await fail('too many at once')
-        throw throttled(request, 1)
+      let user
+      try {
+        user = await storeCall(request, 'login', service.verifyCredentials(username, password, { clients: attempt?.clients, trusted: attempt?.trusted }))
+      } catch (err) {
+        if (err instanceof ClientBusyError) {
+          await fail('too many at once')
+          throw throttled(request, 1)
+        }
+        // Timed out, or refused because too many wait in all (the store itself may be down: best effort).
+        if ((err as { statusCode?: number }).statusCode === 503) await fail('unavailable').catch(() => {})
+        throw err
       }
-      // Timed out, or refused because too many wait in all (the store itself may be down: best effort).
-      if ((err as { statusCode?: number }).statusCode === 503) await fail('unavailable').catch(() => {})
-      throw err
+      if (user === null) {
+        await fail('bad credentials')
+        request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
+        return null
+      }
+      if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.succeed(), { untimed: true })
+      return user
+    } finally {
+      attempt?.end()
     }
-    if (user === null) {
-      await fail('bad credentials')
-      request.log.info({ reason: 'bad_credentials' }, 'fastify-token-auth: login refused')
-      return null
-    }
-    if (attempt !== undefined) await storeCall(request, 'login throttle', attempt.succeed(), { untimed: true })
-    return user
   }
 }
 

@@ -78,7 +78,7 @@ export const throttleOptions = orFalse(object({
   delay: orFalse(object({
     after: integer({ min: 0, max: 1_000_000, default: DEFAULT_DELAY.after }),
     base: ms(DEFAULT_DELAY.base),
-    max: ms(DEFAULT_DELAY.max)
+    max: integer({ min: 1, max: 3_600_000, default: DEFAULT_DELAY.max, unit: 'milliseconds' })
   }, { expected: 'false or { after?, base?, max? }' }))
 }, { expected: 'false or { perAccountAndIp?, perAccount?, perIp?, timeWindow?, knownAddressTtl?, refusalsPerSecond?, store?, allowList?, delay? }' }))
 export type ResolvedThrottleOptions = Exclude<Checked<typeof throttleOptions>, false>
@@ -91,10 +91,13 @@ export interface ThrottledAttempt {
   clients: string[]
   /** A known address or one without failures: it may use the reserved password slot. */
   trusted: boolean
-  /** Counts a failure (wrong credentials, refused, timed out) against the pair, the address and the account. */
-  fail: () => Promise<void>
+  /** Counts a failure (wrong credentials, refused, timed out) against the pair, the address and the
+   * account; `delays`: it also delays the address's next check (not for a 503: the server's fault). */
+  fail: (delays?: boolean) => Promise<void>
   /** Remembers the address as one the account logs in from. */
   succeed: () => Promise<void>
+  /** Ends the attempt however it went (a `finally`): releases its hold on the address's one check. */
+  end: () => void
 }
 
 /** What `begin` answers when the attempt must be refused: seconds until the window ends. */
@@ -122,7 +125,7 @@ export class LoginThrottle {
     const o = this.#o
     const address = normalizeIP(request.ip)
     const clients = account === null ? [`ip:${address}`] : [`ip:${address}`, `account:${account}`]
-    if (this.#allowed(address)) return { clients, trusted: true, fail: async () => {}, succeed: async () => {} }
+    if (this.#allowed(address)) return { clients, trusted: true, fail: async () => {}, succeed: async () => {}, end: () => {} }
     const ip = `${PREFIX}ip:${address}`
     const pair = account === null ? undefined : `${PREFIX}pair:${account}|${address}`
     const acct = account === null ? undefined : `${PREFIX}account:${account}`
@@ -140,25 +143,28 @@ export class LoginThrottle {
     if (pair !== undefined && o.perAccountAndIp !== false && count(pair) >= o.perAccountAndIp) return await refuse(pair)
     if (acct !== undefined && !isKnown && o.perAccount !== false && count(acct) >= o.perAccount) return await refuse(acct)
     const delay = isKnown ? undefined : this.#delay
-    const wait = delay?.begin(address, count(ip)) ?? 0
-    if (wait > 0) {
+    const delayed = delay?.begin(address, count(ip)) ?? { holder: 0 }
+    if ('wait' in delayed) {
       await this.#pace?.wait(address)
-      return { retryAfter: Math.max(1, Math.ceil(wait / 1000)) }
+      return { retryAfter: Math.max(1, Math.ceil(delayed.wait / 1000)) }
     }
+    const { holder } = delayed
     const failures = [pair, ip, acct].filter((k) => k !== undefined)
     return {
       // The account's share of the password checks is not the owner's on a known address either (as
       // for its counter): else a stranger guessing the account would hold the owner's logins to it.
       clients: isKnown ? [`ip:${address}`] : clients,
       trusted: isKnown || (count(ip) === 0 && count(pair) === 0),
-      fail: async () => {
-        delay?.failed(address, count(ip) + 1)
+      fail: async (delays = true) => {
+        if (delays) delay?.failed(address, count(ip) + 1, holder)
+        else delay?.ended(address, holder)
         await this.#store.hit(failures, o.timeWindow)
       },
       succeed: async () => {
-        delay?.settled(address)
+        delay?.ended(address, holder)
         if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number)
-      }
+      },
+      end: () => { delay?.ended(address, holder) }
     }
   }
 
