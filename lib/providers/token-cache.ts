@@ -35,12 +35,13 @@ export interface CachedToken {
   createdAt: number
   /** ms since epoch of the last `last_used_at` write we know of (0: never). */
   lastUsedAt: number
+  /** The cache's own (set when cached; 0 before): ms since epoch it is kept until, and when a hit last moved it. */
+  cachedUntil: number
+  movedAt: number
 }
 
 /** How often, at most, a hit moves its entry to the recent end (ms): the order is LRU to this grain. */
 const MOVE_GRAIN_MS = 1000
-
-interface Slot { entry: CachedToken, until: number, movedAt: number }
 
 /**
  * The good tokens: a Map in least-recently-used order (a hit moves its entry to the end, at most once
@@ -49,7 +50,7 @@ interface Slot { entry: CachedToken, until: number, movedAt: number }
  * a loaded server's time (its options object, stale check and list update on every call).
  */
 class GoodTokens {
-  readonly #map = new Map<string, Slot>()
+  readonly #map = new Map<string, CachedToken>()
   readonly #max: number
 
   constructor (max: number) {
@@ -57,23 +58,25 @@ class GoodTokens {
   }
 
   get (hash: string, now: number): CachedToken | undefined {
-    const slot = this.#map.get(hash)
-    if (slot === undefined) return undefined
-    if (slot.until <= now) {
+    const entry = this.#map.get(hash)
+    if (entry === undefined) return undefined
+    if (entry.cachedUntil <= now) {
       this.#map.delete(hash)
       return undefined
     }
-    if (now - slot.movedAt >= MOVE_GRAIN_MS) {
-      slot.movedAt = now
+    if (now - entry.movedAt >= MOVE_GRAIN_MS) {
+      entry.movedAt = now
       this.#map.delete(hash)
-      this.#map.set(hash, slot)
+      this.#map.set(hash, entry)
     }
-    return slot.entry
+    return entry
   }
 
   set (hash: string, entry: CachedToken, ttl: number, now: number): void {
+    entry.cachedUntil = now + ttl
+    entry.movedAt = now
     this.#map.delete(hash)
-    this.#map.set(hash, { entry, until: now + ttl, movedAt: now })
+    this.#map.set(hash, entry)
     if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string)
   }
 
@@ -81,8 +84,8 @@ class GoodTokens {
     this.#map.delete(hash)
   }
 
-  * entries (): IterableIterator<[string, CachedToken]> {
-    for (const [hash, slot] of this.#map) yield [hash, slot.entry]
+  entries (): IterableIterator<[string, CachedToken]> {
+    return this.#map.entries()
   }
 
   clear (): void {
