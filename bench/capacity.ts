@@ -78,7 +78,7 @@ function cacheMemory (entries = 100_000): { good: number, unknown: number } {
   for (let i = 0; i < entries; i++) {
     const hash = randomBytes(32).toString('hex')
     const user = Object.freeze({ id: i, username: `user${i}`, tokenId: i, scopes: Object.freeze(['read']) })
-    cache.set(hash, { hash, user: user as never, userKey: String(i), tokenId: i, expiresAt: null, createdAt: now, lastUsedAt: 0, cachedUntil: 0, movedAt: 0 }, now)
+    cache.set(hash, { hash, user: user as never, userKey: String(i), tokenId: i, expiresAt: null, createdAt: now, lastUsedAt: 0 }, now)
   }
   const h1 = heapAfterGc()
   for (let i = 0; i < entries; i++) cache.setUnknown(randomBytes(32).toString('hex'))

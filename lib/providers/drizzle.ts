@@ -219,9 +219,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
         tokenId: row.tokenId,
         expiresAt: row.expiresAt === null ? null : row.expiresAt.getTime(),
         lastUsedAt: row.lastUsedAt === null ? 0 : row.lastUsedAt.getTime(),
-        createdAt: row.createdAt.getTime(),
-        cachedUntil: 0,
-        movedAt: 0
+        createdAt: row.createdAt.getTime()
       }
       // A revocation that landed while we were asking may concern this very token: don't keep it.
       if (epoch === this.#cache.epoch) this.#cache.set(hash, entry, now)

@@ -35,13 +35,12 @@ export interface CachedToken {
   createdAt: number
   /** ms since epoch of the last `last_used_at` write we know of (0: never). */
   lastUsedAt: number
-  /** The cache's own (set when cached; 0 before): ms since epoch it is kept until, and when a hit last moved it. */
-  cachedUntil: number
-  movedAt: number
 }
 
 /** How often, at most, a hit moves its entry to the recent end (ms): the order is LRU to this grain. */
 const MOVE_GRAIN_MS = 1000
+
+interface Slot { entry: CachedToken, until: number, movedAt: number }
 
 /**
  * The good tokens: a Map in least-recently-used order (a hit moves its entry to the end, at most once
@@ -50,7 +49,7 @@ const MOVE_GRAIN_MS = 1000
  * a loaded server's time (its options object, stale check and list update on every call).
  */
 class GoodTokens {
-  readonly #map = new Map<string, CachedToken>()
+  readonly #map = new Map<string, Slot>()
   readonly #max: number
 
   constructor (max: number) {
@@ -58,25 +57,23 @@ class GoodTokens {
   }
 
   get (hash: string, now: number): CachedToken | undefined {
-    const entry = this.#map.get(hash)
-    if (entry === undefined) return undefined
-    if (entry.cachedUntil <= now) {
+    const slot = this.#map.get(hash)
+    if (slot === undefined) return undefined
+    if (slot.until <= now) {
       this.#map.delete(hash)
       return undefined
     }
-    if (now - entry.movedAt >= MOVE_GRAIN_MS) {
-      entry.movedAt = now
+    if (now - slot.movedAt >= MOVE_GRAIN_MS) {
+      slot.movedAt = now
       this.#map.delete(hash)
-      this.#map.set(hash, entry)
+      this.#map.set(hash, slot)
     }
-    return entry
+    return slot.entry
   }
 
   set (hash: string, entry: CachedToken, ttl: number, now: number): void {
-    entry.cachedUntil = now + ttl
-    entry.movedAt = now
     this.#map.delete(hash)
-    this.#map.set(hash, entry)
+    this.#map.set(hash, { entry, until: now + ttl, movedAt: now })
     if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string)
   }
 
@@ -84,8 +81,8 @@ class GoodTokens {
     this.#map.delete(hash)
   }
 
-  entries (): IterableIterator<[string, CachedToken]> {
-    return this.#map.entries()
+  * entries (): IterableIterator<[string, CachedToken]> {
+    for (const [hash, slot] of this.#map) yield [hash, slot.entry]
   }
 
   clear (): void {

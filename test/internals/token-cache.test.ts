@@ -4,7 +4,7 @@ import t from 'tap'
 import { TokenCache, type CachedToken } from '../../lib/providers/token-cache.js'
 
 const entry = (hash: string, userKey = '1', expiresAt: number | null = null): CachedToken => ({
-  hash, user: { id: Number(userKey), username: `u${userKey}`, scopes: [] } as unknown as CachedToken['user'], userKey, tokenId: 1, expiresAt, createdAt: 0, lastUsedAt: 0, cachedUntil: 0, movedAt: 0
+  hash, user: { id: Number(userKey), username: `u${userKey}`, scopes: [] } as unknown as CachedToken['user'], userKey, tokenId: 1, expiresAt, createdAt: 0, lastUsedAt: 0
 })
 const opts = { max: 3, ttl: 60_000, negativeTtl: 5_000, negativeMax: 10 }
 
