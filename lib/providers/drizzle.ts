@@ -171,10 +171,10 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     // what it holds passed the checksum when it was put there (the key is the token's SHA-256).
     if (typeof token !== 'string' || !this.#lengths.has(token.length)) return null
     const hash = hashToken(token)
-    const now = Date.now()
-    const hit = this.#cache.good(hash, now)
+    const hit = this.#cache.good(hash)
     if (hit !== undefined) {
       this.#metrics.cacheHits++
+      const now = Date.now()
       if (hit.expiresAt !== null && hit.expiresAt <= now) return null
       this.#touch(hit, now)
       return hit.user
