@@ -170,16 +170,15 @@ function request (port: number, from: string, method: string, path: string, body
   if (payload !== undefined) headers['content-type'] = 'application/json'
   if (token !== undefined) headers.authorization = `Bearer ${token}`
   const start = performance.now()
-  const at = start
   return new Promise((resolve) => {
     const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: agentFor(from), localAddress: from }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, body: text, at }))
-      res.on('error', () => resolve({ status: 'error', ms: performance.now() - start, body: '', at }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, body: text, at: start }))
+      res.on('error', () => resolve({ status: 'error', ms: performance.now() - start, body: '', at: start }))
     })
-    req.on('error', (err) => resolve({ status: 'error', ms: performance.now() - start, body: err.message, at }))
+    req.on('error', (err) => resolve({ status: 'error', ms: performance.now() - start, body: err.message, at: start }))
     req.end(payload)
   })
 }

@@ -20,9 +20,11 @@ const METHOD = `Method (2 shared cores):
 - --processes (default 3) long-lived server processes per scenario (\`node --import tsx
   bench/server.ts <name>\`): one process can run a whole run about 25% slower than an identical
   one (the same code, measured in the same minutes), so a scenario's figure in a round is the median
-  of its processes; all of them started up front, pinned to core 0 (\`taskset -c 0\`), and warmed (--warmup-all s of load
-  each) before anything is measured; servers are never restarted between rounds. Only the server
-  being measured gets requests, the others are idle;
+  of its processes; all of them started up front, pinned to core 0 (\`taskset -c 0\`), and warmed
+  (--warmup-all s of load each) before anything is measured; servers are never restarted between
+  rounds. Only the server being measured runs: the others are stopped (SIGSTOP) until their turn,
+  because an idle Node process still wakes for timers and GC on the shared core (their database
+  pools close when idle, so that they hold only their LISTEN connection meanwhile);
 - the loader (autocannon, bench/loader.ts) is one long-lived process pinned to core 1; every
   scenario's requests come from a list of the same length (the 1,000 database tokens; the 10
   secrets and the one static key repeated to 1,000), so the loader's own work is the same;

@@ -63,7 +63,7 @@ export class FailureDelay {
   /**
    * For an attempt of this address, which has `failures` in the window: `{ wait }` (ms) when it must
    * wait, else `{ holder }`: the attempt goes on (holding the address's one check when past `after`;
-   * 0 when it holds nothing), to be passed to `failed` or `ended`.
+   * 0 when it holds nothing), to be passed to `ended` when the attempt is over.
    */
   begin (address: string, failures: number): { wait: number } | { holder: number } {
     const now = performance.now()
@@ -80,15 +80,13 @@ export class FailureDelay {
     return { holder }
   }
 
-  /** A failure of this address, its `failures`-th in the window: its next check waits. Ends the attempt. */
-  failed (address: string, failures: number, holder: number): void {
+  /** A failure of this address, its `failures`-th in the window: its next check waits. */
+  failed (address: string, failures: number): void {
     const delay = this.delayAfter(failures)
-    if (delay > 0) {
-      const now = performance.now()
-      const s = this.#states.get(address) ?? this.#add(address, now)
-      s.until = Math.max(s.until, now + delay)
-    }
-    this.ended(address, holder)
+    if (delay === 0) return
+    const now = performance.now()
+    const s = this.#states.get(address) ?? this.#add(address, now)
+    s.until = Math.max(s.until, now + delay)
   }
 
   /** The attempt ended (any way): its hold, if it still has it, is released. */

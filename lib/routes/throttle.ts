@@ -156,14 +156,10 @@ export class LoginThrottle {
       clients: isKnown ? [`ip:${address}`] : clients,
       trusted: isKnown || (count(ip) === 0 && count(pair) === 0),
       fail: async (delays = true) => {
-        if (delays) delay?.failed(address, count(ip) + 1, holder)
-        else delay?.ended(address, holder)
+        if (delays) delay?.failed(address, count(ip) + 1)
         await this.#store.hit(failures, o.timeWindow)
       },
-      succeed: async () => {
-        delay?.ended(address, holder)
-        if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number)
-      },
+      succeed: async () => { if (known !== undefined) await this.#store.hit([known], o.knownAddressTtl as number) },
       end: () => { delay?.ended(address, holder) }
     }
   }

@@ -27,12 +27,13 @@ t.test('one check at a time past `after`; only its holder releases it', async (t
 t.test('a failure past `after` delays the next check; a success does not undo it', async (t) => {
   const d = new FailureDelay(opts)
   const h = d.begin('a', 2) as { holder: number }
-  d.failed('a', 3, h.holder)
+  d.failed('a', 3)
+  d.ended('a', h.holder) // the attempt is over (login.ts: finally)
   const w = d.begin('a', 3)
   t.ok('wait' in w && w.wait > 9_000 && w.wait <= 10_000, 'waits the base delay')
   d.ended('a', 0) // a success of an attempt that began before
   t.ok('wait' in d.begin('a', 3), 'still delayed')
-  d.failed('a', 1, 0) // a failure counted with a stale, low count
+  d.failed('a', 1) // a failure counted with a stale, low count
   const again = d.begin('a', 3)
   t.ok('wait' in again && again.wait > 9_000, 'a smaller delay never shortens a longer one')
 })
