@@ -56,7 +56,11 @@ export class EqualTime {
   async padToward (key: string, tookMs: number, toward: string, expected: number): Promise<void> {
     const since = Date.now() - RATIO_WINDOW_MS
     const own = this.target(key, 0.5, since)
-    const other = this.target(toward, 0.5, since)
+    // Both medians over the same span, so under the same mix of loads: the costlier cost's samples
+    // since the cheaper one's oldest recent sample (those of the whole minute when too few). A cheaper
+    // cost is checked seldom, and a load that started since then slowed only the costlier's samples.
+    const from = this.#oldest(key, since)
+    const other = (from === undefined ? undefined : this.target(toward, 0.5, from)) ?? this.target(toward, 0.5, since)
     let goal: number
     if (own !== undefined && other !== undefined && own > 0) {
       goal = tookMs * Math.min(expected * 1.6, Math.max(expected * 0.8, other / own))
@@ -64,6 +68,11 @@ export class EqualTime {
       goal = this.target(toward) ?? tookMs * expected
     }
     if (goal > tookMs) await sleep(goal - tookMs)
+  }
+
+  /** When the oldest sample of `key` since `since` was taken (undefined: none). */
+  #oldest (key: string, since: number): number | undefined {
+    return this.#samples.get(key)?.find((s) => s.at >= since)?.at
   }
 
   /** Waits the rest of `target(key)` after a check that took `tookMs`. */
