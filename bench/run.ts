@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { resolve as resolvePath } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generateToken } from '../lib/store/token-format.js'
 import type { LoadOptions } from './loader.js'
@@ -143,11 +143,13 @@ if (args.only !== undefined) {
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
 const PROFILES = fileURLToPath(new URL('./results/profiles/', import.meta.url))
 
-function serverFor (key: Key, config: ServerConfig): Promise<Server> {
+async function serverFor (key: Key, config: ServerConfig): Promise<{ server: Server, profileDir?: string }> {
   const scenario = baseOf(key)
   // One profile per thread (tsx's module hooks run on their own thread): the main thread's is the largest.
-  const nodeFlags = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${PROFILES}${key.replace('@', '-')}-${Date.now()}`] : []
-  return startServer(scenario, config, { pin, nodeFlags, lib: key.endsWith('@candidate') ? CANDIDATE : undefined })
+  const profileDir = args['cpu-prof'] ? `${PROFILES}${key.replace('@', '-')}-${Date.now()}` : undefined
+  const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
+  const server = await startServer(scenario, config, { pin, nodeFlags, lib: key.endsWith('@candidate') ? CANDIDATE : undefined })
+  return { server, profileDir }
 }
 
 // ---- scenarios ----------------------------------------------------------------------------------
@@ -172,7 +174,15 @@ function plan (scenario: Scenario, db: BenchDatabase, config: ServerConfig): Pla
   }
 }
 
-interface Running { key: Key, server: Server, load: LoadOptions, expect: number }
+interface Running {
+  key: Key
+  server: Server
+  load: LoadOptions
+  expect: number
+  /** With --cpu-prof: where its profile goes, and the measured windows beside it (windows.json). */
+  profileDir?: string
+  windows: Array<[number, number]>
+}
 
 /** Runs `r`'s server alone: the others are stopped once `r` has had its warm-up (meanwhile the one
  * measured before goes idle, and its database pool closes). */
@@ -189,6 +199,13 @@ async function measure (r: Running, round: number, loader: Loader, pinPg: (() =>
   await r.server.start()
   const load = await loader.load(r.load)
   const stats = await r.server.stop()
+  if (r.profileDir !== undefined) {
+    // bench/profile.ts counts only the samples inside these windows (not warm-ups, nor the stopped
+    // spells, which the profile's next sample after a SIGCONT would carry as its own time).
+    r.windows.push([stats.t0Us, stats.t1Us])
+    mkdirSync(r.profileDir, { recursive: true })
+    writeFileSync(join(r.profileDir, 'windows.json'), JSON.stringify(r.windows))
+  }
   const expected = load.statusCounts[String(r.expect)] ?? 0
   return {
     round,
@@ -337,9 +354,9 @@ async function main (): Promise<void> {
     // A scenario's processes are started one after another but measured apart (rotation below).
     for (let p = 0; p < processes; p++) {
       for (const key of keys) {
-        const server = await serverFor(key, config)
+        const { server, profileDir } = await serverFor(key, config)
         const { tokens, expect } = plan(baseOf(key), db, config)
-        running.push({ key, server, expect, load: { url: `${server.url}/r`, tokens, connections, duration } })
+        running.push({ key, server, expect, profileDir, windows: [], load: { url: `${server.url}/r`, tokens, connections, duration } })
       }
     }
     console.log(`${running.length} servers started; warming each for ${warmupAll} s ...`)
@@ -365,7 +382,8 @@ async function main (): Promise<void> {
   } finally {
     for (const r of running) await r.server.close()
     loader.close()
-    if (!args['keep-db']) await db.drop()
+    // With --keep-db the admin connection must still end, or the bench never exits.
+    await db.drop(args['keep-db'])
   }
 
   const rows = summarize(new Map([...perProcess].map(([key, list]) => [key, perRound(list)])))

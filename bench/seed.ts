@@ -28,7 +28,8 @@ export interface BenchDatabase {
   /** Rows in token_auth_tokens. */
   rows: number
   seedMs: number
-  drop: () => Promise<void>
+  /** Drops the database (unless `keep`) and ends the admin connection. */
+  drop: (keep?: boolean) => Promise<void>
 }
 
 export interface SeedOptions {
@@ -99,8 +100,8 @@ export async function seedBenchDatabase (opts: SeedOptions): Promise<BenchDataba
       badChecksumTokens,
       rows: n as number,
       seedMs: Date.now() - started,
-      drop: async () => {
-        await admin.unsafe(`drop database if exists "${name}" with (force)`)
+      drop: async (keep = false) => {
+        if (!keep) await admin.unsafe(`drop database if exists "${name}" with (force)`)
         await admin.end({ timeout: 5 })
       }
     }
