@@ -33,7 +33,9 @@ t.test('a run without one of the scenarios is refused', async (t) => {
 t.test('the README has the block, and writing its own table back changes nothing else', async (t) => {
   t.equal(readme.split('<!-- bench-table -->').length, 2)
   t.equal(readme.split('<!-- /bench-table -->').length, 2)
-  const inner = readme.slice(readme.indexOf('<!-- bench-table -->') + 21, readme.indexOf('<!-- /bench-table -->') - 1)
+  // What lies between the markers, without the newlines replaceTable puts around the table.
+  const start = '<!-- bench-table -->\n'
+  const inner = readme.slice(readme.indexOf(start) + start.length, readme.indexOf('\n<!-- /bench-table -->'))
   t.equal(replaceTable(readme, inner), readme)
   const replaced = replaceTable(readme, readmeTable(results))
   t.match(replaced, /\| bare Fastify \| 10\.0 \|/)
