@@ -10,6 +10,7 @@ import { EmbeddedDatabaseBusyError } from '../lib/store/errors.js'
 import { migrate, MIGRATIONS_FOLDER } from '../lib/store/migrate.js'
 import { validateChannel } from '../lib/store/notify.js'
 import { databaseUrl, freshDatabase, query, requirePostgres } from './helpers/db.js'
+import { childEnv } from './helpers/child-env.js'
 
 async function exitedPid (): Promise<number> {
   const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
@@ -208,7 +209,7 @@ t.test('taking over a stale lock is atomic: of six processes at once, one opens 
     catch (err) { process.stdout.write(err.name) }`
   const tsx = (await import('node:module')).createRequire(import.meta.url).resolve('tsx')
   const results = await Promise.all(Array.from({ length: 6 }, () => new Promise<string>((resolve) => {
-    const child = spawn(process.execPath, ['--import', tsx, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, ['--import', tsx, '--input-type=module', '-e', script], { env: childEnv(), stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
     child.on('close', () => resolve(out))

@@ -14,6 +14,7 @@ import postgres from 'postgres'
 import { freshDatabase } from './helpers/db.js'
 import { startCluster } from './helpers/pg-cluster.js'
 import { cli, tempDir, TOKEN_RE } from './helpers/cli.js'
+import { childEnv } from './helpers/child-env.js'
 
 // Two server starts and a CLI run, each a process of its own: more than .taprc's 120 s on a loaded machine.
 t.setTimeout(300_000)
@@ -76,7 +77,7 @@ interface Server {
 }
 
 function startServer (t: Test, cwd: string, extra: NodeJS.ProcessEnv = {}): Server {
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' }
+  const env: NodeJS.ProcessEnv = { ...childEnv(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' }
   delete env.DATABASE_URL
   delete env.TOKEN_AUTH_DATA_DIR
   Object.assign(env, extra)

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { childEnv } from './child-env.js'
 
 const SERVER = fileURLToPath(new URL('./app-process-server.ts', import.meta.url))
 const TSX = createRequire(import.meta.url).resolve('tsx')
@@ -20,7 +21,7 @@ export interface AppProcess {
 }
 
 export async function startAppProcess (t: Test, opts: { name: string, databaseUrl: string, poolMax: number }): Promise<AppProcess> {
-  const env = { ...process.env, DATABASE_URL: opts.databaseUrl, POOL_MAX: String(opts.poolMax), PGAPPNAME: opts.name }
+  const env = { ...childEnv(), DATABASE_URL: opts.databaseUrl, POOL_MAX: String(opts.poolMax), PGAPPNAME: opts.name }
   const child = spawn(process.execPath, ['--import', TSX, SERVER], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))

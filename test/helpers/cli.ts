@@ -18,6 +18,7 @@ import { main } from '../../lib/cli/main.js'
 import tokenAuth from '../../lib/index.js'
 import type { Database } from '../../lib/store/database.js'
 import { TokenService } from '../../lib/store/service.js'
+import { childEnv } from './child-env.js'
 
 const CLI = fileURLToPath(new URL('../../lib/cli/bin.ts', import.meta.url))
 const TSX = createRequire(import.meta.url).resolve('tsx')
@@ -34,7 +35,7 @@ export interface RunOptions {
 
 /** Runs the CLI in its own process; never inherits DATABASE_URL or TOKEN_AUTH_DATA_DIR by accident. */
 export function cli (args: string[], opts: RunOptions): Promise<Result> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: undefined, TOKEN_AUTH_DATA_DIR: undefined, ...opts.env }
+  const env: NodeJS.ProcessEnv = { ...childEnv(), DATABASE_URL: undefined, TOKEN_AUTH_DATA_DIR: undefined, ...opts.env }
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k]
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] })
