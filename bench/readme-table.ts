@@ -63,7 +63,9 @@ export function replaceTable (readme: string, table: string): string {
 }
 
 function latest (): string {
-  const runs = readdirSync(RESULTS).filter((f) => f.endsWith('.json')).sort()
+  // npm run bench's own results only (named by their start, <ISO time>.json): bench/results/ holds
+  // bench:capacity's capacity-*.json and bench:login's login-*.json too, which sort after them.
+  const runs = readdirSync(RESULTS).filter((f) => /^\d{4}-\d{2}-\d{2}T[\d-]+Z\.json$/.test(f)).sort()
   if (runs.length === 0) throw new Error('no bench results: run npm run bench first')
   return `${RESULTS}${runs[runs.length - 1]}`
 }
