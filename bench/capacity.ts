@@ -27,6 +27,7 @@ import { drizzle } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import { DrizzleTokenAuthProvider } from '../lib/providers/drizzle.js'
 import { TokenCache } from '../lib/providers/token-cache.js'
+import { hexToKey } from '../lib/sha256.js'
 import { createDatabase, type TokenAuthDatabase } from '../lib/store/database.js'
 import * as schema from '../lib/store/schema.js'
 import { TokenService } from '../lib/store/service.js'
@@ -76,12 +77,13 @@ function cacheMemory (entries = 100_000): { good: number, unknown: number } {
   const now = Date.now()
   const h0 = heapAfterGc()
   for (let i = 0; i < entries; i++) {
-    const hash = randomBytes(32).toString('hex')
+    // Keyed as the provider keys it: the digest as 16 characters (sha256.ts digestKey).
+    const key = hexToKey(randomBytes(32).toString('hex'))
     const user = Object.freeze({ id: i, username: `user${i}`, tokenId: i, scopes: Object.freeze(['read']) })
-    cache.set(hash, { hash, user: user as never, userKey: String(i), tokenId: i, expiresAt: null, createdAt: now, lastUsedAt: 0 }, now)
+    cache.set(key, { user: user as never, userKey: String(i), tokenId: i, expiresAt: null, createdAt: now, lastUsedAt: 0 }, now)
   }
   const h1 = heapAfterGc()
-  for (let i = 0; i < entries; i++) cache.setUnknown(randomBytes(32).toString('hex'))
+  for (let i = 0; i < entries; i++) cache.setUnknown(hexToKey(randomBytes(32).toString('hex')))
   const h2 = heapAfterGc()
   if (!cache.enabled) throw new Error('cache off')
   return { good: (h1 - h0) / entries, unknown: (h2 - h1) / entries }

@@ -4,7 +4,8 @@ import type { TokenAuthDatabase, ListenFn } from '../store/database.js'
 import { PartialReadError, ReplicaSet } from '../store/replicas.js'
 import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
-import { checkTokenFormat, hashToken, tokenLength } from '../store/token-format.js'
+import { checkTokenFormat, tokenLength } from '../store/token-format.js'
+import { digestHex, digestKey, hexToKey, sha256Ascii } from '../sha256.js'
 import type { Metrics } from '../metrics.js'
 import { ms, object, optional, optionError, orFalse, satisfies } from '../validate.js'
 import { activeColumn, type UserId, type UserSource } from '../users/user-source.js'
@@ -115,6 +116,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
   readonly #inflight = new Map<string, Promise<TokenAuthUser | null>>()
   /** The user objects this provider made: only those came from the store (see `owns`). */
   readonly #made = new WeakSet<object>()
+  /** getUser's SHA-256, reused (getUser does not wait before it is done with it). */
+  readonly #digest = new Int32Array(8)
   readonly #unsubscribe: Array<() => unknown> = []
   #flushTimer: NodeJS.Timeout | undefined
   #listening: Promise<void> | undefined
@@ -170,8 +173,12 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     // The length first (free); the checksum only when the cache does not hold the token as good:
     // what it holds passed the checksum when it was put there (the key is the token's SHA-256).
     if (typeof token !== 'string' || !this.#lengths.has(token.length)) return null
-    const hash = hashToken(token)
-    const hit = this.#cache.good(hash)
+    // SHA-256 in JavaScript (sha256.ts): node:crypto's costs several times more a call in a loaded
+    // server. Not ASCII: not a token of ours (base62), and no hash to ask for.
+    const digest = this.#digest
+    if (!sha256Ascii(token, digest)) return null
+    const key = digestKey(digest)
+    const hit = this.#cache.good(key)
     if (hit !== undefined) {
       this.#metrics.cacheHits++
       const now = Date.now()
@@ -180,25 +187,26 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
       return hit.user
     }
     if (!this.#hasFormat(token)) return null
-    if (this.#cache.unknown(hash)) {
+    if (this.#cache.unknown(key)) {
       this.#metrics.negativeHits++
       return null
     }
     this.#metrics.cacheMisses++
     // Requests for the same token while its lookup is in flight share it (a cold burst is one query).
-    let pending = this.#inflight.get(hash)
+    let pending = this.#inflight.get(key)
     if (pending === undefined) {
-      pending = this.#fetch(hash)
-      this.#inflight.set(hash, pending)
+      pending = this.#fetch(digestHex(digest), key)
+      this.#inflight.set(key, pending)
       // An invalidation may have replaced this lookup with a newer one meanwhile: leave that one be.
       const settled = pending
-      const forget = (): void => { if (this.#inflight.get(hash) === settled) this.#inflight.delete(hash) }
+      const forget = (): void => { if (this.#inflight.get(key) === settled) this.#inflight.delete(key) }
       settled.then(forget, forget)
     }
     return pending
   }
 
-  async #fetch (hash: string): Promise<TokenAuthUser | null> {
+  /** The lookup of the token whose SHA-256 is `hash` (hex, as stored) and cache key is `key`. */
+  async #fetch (hash: string, key: string): Promise<TokenAuthUser | null> {
     const epoch = this.#cache.epoch
     try {
       // The wait for a place in a query counts against the timeout too.
@@ -207,13 +215,12 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
       const now = Date.now()
       if (row === undefined || !row.active || (row.expiresAt !== null && row.expiresAt.getTime() <= now)) {
         // An inactive user's token is remembered with the user, so that userChanged() forgets it too.
-        if (epoch === this.#cache.epoch) this.#cache.setUnknown(hash, row === undefined || row.active ? '' : String(row.userId))
+        if (epoch === this.#cache.epoch) this.#cache.setUnknown(key, row === undefined || row.active ? '' : String(row.userId))
         return null
       }
       const user = Object.freeze({ ...row.user, tokenId: row.tokenId, scopes: Object.freeze(row.scopes) })
       this.#made.add(user)
       const entry: CachedToken = {
-        hash,
         user: user as unknown as TokenAuthUser,
         userKey: String(row.userId),
         tokenId: row.tokenId,
@@ -222,7 +229,7 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
         createdAt: row.createdAt.getTime()
       }
       // A revocation that landed while we were asking may concern this very token: don't keep it.
-      if (epoch === this.#cache.epoch) this.#cache.set(hash, entry, now)
+      if (epoch === this.#cache.epoch) this.#cache.set(key, entry, now)
       this.#touch(entry, now)
       return entry.user
     } catch (err) {
@@ -312,11 +319,9 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
 
   /** Forget these token hashes at once (revocation in this process, or a NOTIFY from another). */
   invalidate (hashes: Iterable<string>): void {
-    if (this.#replicas !== undefined) {
-      hashes = [...hashes]
-      this.#replicas.changed(hashes)
-    }
-    this.#cache.invalidate(hashes)
+    const list = [...hashes]
+    this.#replicas?.changed(list)
+    this.#cache.invalidate(list.map(hexToKey))
     this.#inflight.clear()
   }
 

@@ -23,8 +23,6 @@ export const cacheOptions = orFalse(object({
 export type ResolvedCacheOptions = Checked<typeof cacheOptions>
 
 export interface CachedToken {
-  /** The token's hash: its key here. */
-  hash: string
   user: TokenAuthUser
   /** The user's id as a string, to forget all of a user's tokens at once. */
   userKey: string
@@ -38,7 +36,8 @@ export interface CachedToken {
 }
 
 /**
- * Good and unknown tokens by hash. `epoch` moves on every invalidation, so a lookup that was in flight
+ * Good and unknown tokens by their digest's key (sha256.ts `digestKey`: the token's SHA-256 as 16
+ * characters; never the token itself). `epoch` moves on every invalidation, so a lookup that was in flight
  * while a token was revoked can tell that its answer may be stale and must not be cached.
  */
 export class TokenCache {
@@ -61,32 +60,32 @@ export class TokenCache {
   }
 
   /** The cached good token, or undefined. */
-  good (hash: string): CachedToken | undefined {
-    return this.#good?.get(hash)
+  good (key: string): CachedToken | undefined {
+    return this.#good?.get(key)
   }
 
   /** True when the token is remembered as unknown. */
-  unknown (hash: string): boolean {
-    return this.#unknown?.get(hash) !== undefined
+  unknown (key: string): boolean {
+    return this.#unknown?.get(key) !== undefined
   }
 
-  set (hash: string, entry: CachedToken, now: number): void {
+  set (key: string, entry: CachedToken, now: number): void {
     if (this.#good === undefined) return
     // Never trust an entry past its token's own expiry.
     const ttl = entry.expiresAt === null ? this.#ttl : Math.min(this.#ttl, entry.expiresAt - now)
-    if (ttl > 0) this.#good.set(hash, entry, { ttl })
+    if (ttl > 0) this.#good.set(key, entry, { ttl })
   }
 
   /** Remembers a token as unknown; `userKey`: it exists, but its user (this id) is inactive. */
-  setUnknown (hash: string, userKey = ''): void {
-    this.#unknown?.set(hash, userKey)
+  setUnknown (key: string, userKey = ''): void {
+    this.#unknown?.set(key, userKey)
   }
 
-  invalidate (hashes: Iterable<string>): void {
+  invalidate (keys: Iterable<string>): void {
     this.epoch++
-    for (const hash of hashes) {
-      this.#good?.delete(hash)
-      this.#unknown?.delete(hash)
+    for (const key of keys) {
+      this.#good?.delete(key)
+      this.#unknown?.delete(key)
     }
   }
 
@@ -94,11 +93,11 @@ export class TokenCache {
   invalidateUser (userKey: string): void {
     this.epoch++
     if (this.#good !== undefined) {
-      for (const [hash, entry] of this.#good.entries()) if (entry.userKey === userKey) this.#good.delete(hash)
+      for (const [key, entry] of this.#good.entries()) if (entry.userKey === userKey) this.#good.delete(key)
     }
     // An inactive user's tokens too: the user may be active again.
     if (this.#unknown !== undefined) {
-      for (const [hash, key] of this.#unknown.entries()) if (key === userKey) this.#unknown.delete(hash)
+      for (const [key, user] of this.#unknown.entries()) if (user === userKey) this.#unknown.delete(key)
     }
   }
 

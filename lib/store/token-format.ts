@@ -127,7 +127,10 @@ export function checkTokenFormat (token: string, prefix: string): boolean {
 
 const oneShotHash = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash
 
-/** Hex SHA-256 of the whole token string: what the database stores and is searched by. */
+/**
+ * Hex SHA-256 of the whole token string: what the database stores. The provider searches by the
+ * same digest made in JavaScript (lib/sha256.ts), so a fault in either is a token never found.
+ */
 export const hashToken: (token: string) => string = typeof oneShotHash === 'function'
   ? (token) => oneShotHash('sha256', token, 'hex')
   : (token) => crypto.createHash('sha256').update(token).digest('hex')
