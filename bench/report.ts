@@ -51,7 +51,7 @@ export function cpuRatio (list: Sample[], reference: Sample[]): Ratio {
   return { median: median(per), min: Math.min(...per), max: Math.max(...per) }
 }
 
-const NOOP_RELATIVE = new Set<Scenario>(['secret', 'db-warm', 'db-cold', 'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg'])
+const NOOP_RELATIVE = new Set<Scenario>(['hash-only', 'secret', 'db-warm', 'db-cold', 'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg'])
 
 export function summarize (samples: Map<Key, Sample[]>): Row[] {
   const bare = samples.get('bare') ?? []
@@ -97,6 +97,7 @@ export const LABELS: Record<Scenario, string> = {
   bare: 'bare Fastify (reference)',
   bare2: 'bare Fastify, a second identical server (noise check)',
   noop: 'this plugin, a provider that answers at once (the limit)',
+  'hash-only': 'this plugin, a provider that only hashes the token (the floor of hashing)',
   'bearer-auth': '@fastify/bearer-auth, 1 static key',
   secret: 'this plugin, SecretTokenAuthProvider (10 tokens)',
   'db-warm': 'this plugin, database provider, cache warm',

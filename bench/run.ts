@@ -42,7 +42,8 @@ const METHOD = `Method (2 shared cores):
 - references: bare Fastify for every scenario; the no-op provider (the plugin's whole path, a
   provider that answers at once: the limit for any provider) for this plugin's scenarios;
   \`bare2\` is a second, identical bare server: bare2/bare is the run's own noise and should be
-  within 0.97–1.03;
+  within 0.97–1.03; \`hash-only\` is the no-op plus the token's SHA-256 as the providers make it
+  (lib/sha256.ts): the floor of any provider that keeps no token in the clear;
 - PostgreSQL is the machine's; its backends are not pinned (they share both cores) unless
   --pin-pg, which moves the bench database's backends to the loader's core 1 before every
   measurement, so that they do not compete with the server measured on core 0.`
@@ -132,7 +133,7 @@ const adminUrl = args['database-url'] ?? process.env.BENCH_DATABASE_URL ?? proce
 let scenarios: Scenario[] = TABLE_SCENARIOS()
 // A candidate lib/ (another checkout) for an A/B in the same run; its rows are keyed '<scenario>@candidate'.
 const CANDIDATE = args.compare === undefined ? undefined : resolvePath(args.compare, 'lib')
-const PLUGIN_SCENARIOS = new Set<Scenario>(['noop', 'secret', 'db-warm', 'db-cold', 'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg'])
+const PLUGIN_SCENARIOS = new Set<Scenario>(['noop', 'hash-only', 'secret', 'db-warm', 'db-cold', 'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg'])
 const baseOf = (key: Key): Scenario => key.split('@')[0] as Scenario
 if (args.only !== undefined) {
   const wanted = args.only.split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'none')
@@ -164,7 +165,7 @@ function plan (scenario: Scenario, db: BenchDatabase, config: ServerConfig): Pla
   switch (scenario) {
     // Every scenario goes through the loader's per-request setup (same loader cost): bare and noop get
     // the database tokens, which they do not read; reject-missing an empty pool, i.e. no header.
-    case 'bare': case 'bare2': case 'noop': return { tokens: db.tokens, expect: 200 }
+    case 'bare': case 'bare2': case 'noop': case 'hash-only': return { tokens: db.tokens, expect: 200 }
     case 'bearer-auth': return { tokens: poolOf([config.staticKey as string], n), expect: 200 }
     case 'secret': return { tokens: poolOf(config.secrets as string[], n), expect: 200 }
     case 'db-warm': case 'db-cold': case 'naive': case 'login': return { tokens: db.tokens, expect: 200 }

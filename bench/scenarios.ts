@@ -1,6 +1,6 @@
 /** The bench's scenario names and the configuration run.ts passes to each server (BENCH_CONFIG). */
 export const SCENARIOS = [
-  'bare', 'bare2', 'noop', 'bearer-auth', 'secret', 'db-warm', 'db-cold', 'naive',
+  'bare', 'bare2', 'noop', 'hash-only', 'bearer-auth', 'secret', 'db-warm', 'db-cold', 'naive',
   'reject-missing', 'reject-bad-checksum', 'reject-unknown-cold', 'reject-unknown-neg',
   'login'
 ] as const

@@ -42,6 +42,18 @@ async function build (scenario: Scenario, config: ServerConfig): Promise<{ app: 
       break
     }
 
+    case 'hash-only': {
+      // The floor of any provider that keeps no token in the clear: the no-op, plus the token's
+      // SHA-256 as this plugin's providers make it (lib/sha256.ts), and nothing else.
+      const { default: tokenAuth } = await lib<typeof import('../lib/index.js')>('index.js')
+      const { sha256Ascii } = await lib<typeof import('../lib/sha256.js')>('sha256.js')
+      const digest = new Int32Array(8)
+      const user = Object.freeze({ id: 1, username: 'bench', scopes: Object.freeze([]) })
+      await app.register(tokenAuth, { provider: { getUser: (token) => sha256Ascii(token, digest) ? user : null } })
+      app.get('/r', { preHandler: app.auth }, async () => body)
+      break
+    }
+
     case 'bearer-auth': {
       const { default: bearerAuth } = await import('@fastify/bearer-auth')
       await app.register(bearerAuth, { keys: new Set([config.staticKey ?? 'static-key']) })
