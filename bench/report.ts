@@ -88,6 +88,14 @@ export function targets (rows: Row[]): Target[] {
   return out
 }
 
+/** `- met: name: 0.966` / `- MISSED: name: 0.966 (short by 0.004)`: three decimals, so that a miss
+ * never reads as the target itself. */
+export function targetLine (t: Target): string {
+  const f3 = (n: number): string => n.toFixed(3)
+  const gap = t.met ? '' : t.value < t.min ? ` (short by ${f3(t.min - t.value)})` : ` (over by ${f3(t.value - (t.max ?? Infinity))})`
+  return `- ${t.met ? 'met' : 'MISSED'}: ${t.name}: ${f3(t.value)}${gap}`
+}
+
 export const f0 = (n: number): string => Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–'
 export const f1 = (n: number): string => Number.isFinite(n) ? n.toFixed(1) : '–'
 export const f2 = (n: number): string => Number.isFinite(n) ? n.toFixed(2) : '–'

@@ -14,7 +14,7 @@ import { pinBackends } from './pg-pin.js'
 import { canPin, startLoader, startServer, type Loader, type Server } from './procs.js'
 import { seedBenchDatabase, type BenchDatabase } from './seed.js'
 import { SCENARIOS, type Scenario, type ServerConfig } from './scenarios.js'
-import { f0, f1, f2, LABELS, markdownTable, median, summarize, targets, type Key, type Sample } from './report.js'
+import { f0, f1, f2, LABELS, markdownTable, median, summarize, targetLine, targets, type Key, type Sample } from './report.js'
 
 const METHOD = `Method (2 shared cores):
 - --processes (default 3) long-lived server processes per scenario (\`node --import tsx
@@ -398,7 +398,7 @@ async function main (): Promise<void> {
     'req/s, p99 and µs/req are medians over the rounds.\n\n'
   if (rows.length > 0) {
     md += markdownTable(rows, (k) => `${LABELS[baseOf(k)]}${k.endsWith('@candidate') ? ' **[candidate lib]**' : ''}`) + '\n\n'
-    md += tgs.map((t) => `- ${t.met ? 'met' : 'MISSED'}: ${t.name}: ${f2(t.value)}${t.met ? '' : ` (short by ${f2(t.min - t.value)})`}`).join('\n') + '\n'
+    md += tgs.map(targetLine).join('\n') + '\n'
   }
   if (flood !== undefined) md += `\n## Login flood\n\n${floodMarkdown(flood)}\n`
   console.log('\n' + md)
