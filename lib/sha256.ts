@@ -2,8 +2,10 @@
  * SHA-256 (FIPS 180-4) of an ASCII string, in JavaScript, into a reused 8-word array. It exists for
  * the warm path only: in a loaded server `crypto.hash` costs several µs a call (the binding and
  * OpenSSL's per-call setup, out of the CPU's caches), this a fraction of that, with no allocation.
- * Anything not ASCII is refused (`false`), and the caller falls back to node:crypto; the tests check
- * it against node:crypto over random inputs of every length.
+ * Anything not ASCII is refused (`false`): the callers' tokens are ASCII (base62, RFC 6750 b64token),
+ * so such a token is no token of theirs. The tests check it against node:crypto over random inputs
+ * of every length. It is slower than node:crypto on long inputs (11 µs against 2 at 1,024
+ * characters): callers that take any length use it for short ones only.
  */
 
 const K = Int32Array.from([
@@ -80,13 +82,13 @@ export function digestKey (d: Int32Array): string {
 }
 
 const HEX_CODES = Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
-const codes: number[] = new Array(64).fill(0)
 
-/** The digest in lowercase hex, as node:crypto writes it. */
-export function digestHex (d: Int32Array): string {
-  for (let i = 0; i < 8; i++) {
-    const w = d[i]
-    for (let j = 0; j < 8; j++) codes[(i << 3) + j] = HEX_CODES[(w >>> (28 - (j << 2))) & 15]
+/** The lowercase hex digest (as node:crypto writes it) of a `digestKey`. */
+export function keyToHex (key: string): string {
+  const codes = new Array<number>(64)
+  for (let i = 0; i < 16; i++) {
+    const half = key.charCodeAt(i)
+    for (let j = 0; j < 4; j++) codes[(i << 2) + j] = HEX_CODES[(half >>> (12 - (j << 2))) & 15]
   }
   return String.fromCharCode.apply(null, codes)
 }

@@ -110,3 +110,16 @@ t.test('lists short and long: only the exact token, whatever its length or paddi
     t.equal(p.getUser('\u0100'), null, `${count}: a character past Latin-1`)
   }
 })
+
+t.test('a secret of any length is recognised, short ones and ones past two SHA-256 blocks alike', async (t) => {
+  // The presented token is hashed in JavaScript up to 119 characters, by node:crypto past that.
+  const lengths = [1, 55, 56, 64, 118, 119, 120, 121, 500, 5000]
+  const tokens = lengths.map((n, i) => ({ token: `${i}`.padEnd(n, 'z'), username: `len${n}` }))
+  const p = new SecretTokenAuthProvider({ tokens })
+  for (const { token, username } of tokens) {
+    t.equal(p.getUser(token)?.username, username, `${token.length} characters`)
+    t.equal(p.getUser(token.slice(0, -1) + 'y'), null, `${token.length} characters, the last one changed`)
+  }
+  t.equal(p.getUser('0'.padEnd(119, 'z') + '\u00e9'), null, '120 characters, one not ASCII')
+  t.equal(p.getUser('0'.padEnd(118, 'z') + '\u00e9'), null, '119 characters, one not ASCII')
+})

@@ -5,7 +5,7 @@ import { PartialReadError, ReplicaSet } from '../store/replicas.js'
 import { channelOption, prefixOption, TokenService, USER_CHANGED_PREFIX } from '../store/service.js'
 import { withTimeout } from '../timeout.js'
 import { checkTokenFormat, tokenLength } from '../store/token-format.js'
-import { digestHex, digestKey, hexToKey, sha256Ascii } from '../sha256.js'
+import { digestKey, hexToKey, keyToHex, sha256Ascii } from '../sha256.js'
 import type { Metrics } from '../metrics.js'
 import { ms, object, optional, optionError, orFalse, satisfies } from '../validate.js'
 import { activeColumn, type UserId, type UserSource } from '../users/user-source.js'
@@ -195,7 +195,8 @@ export class DrizzleTokenAuthProvider implements TokenAuthProvider {
     // Requests for the same token while its lookup is in flight share it (a cold burst is one query).
     let pending = this.#inflight.get(key)
     if (pending === undefined) {
-      pending = this.#fetch(digestHex(digest), key)
+      // The hex digest from the key, not from the reused array: nothing between can change the key.
+      pending = this.#fetch(keyToHex(key), key)
       this.#inflight.set(key, pending)
       // An invalidation may have replaced this lookup with a newer one meanwhile: leave that one be.
       const settled = pending
