@@ -49,8 +49,7 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
     const { tokens } = secretOptions(options, 'SecretTokenAuthProvider')
     this.#digests = new Int32Array(tokens.length * WORDS)
     this.#users = tokens.map(({ token, username, scopes }, i) => {
-      const digest = hash('sha256', token, 'buffer')
-      for (let w = 0; w < WORDS; w++) this.#digests[i * WORDS + w] = digest.readInt32BE(w * 4)
+      nodeDigest(token, this.#digests, i * WORDS)
       const user: DefaultTokenAuthUser = { id: username, username, scopes: Object.freeze([...scopes]) }
       return Object.freeze(user) as unknown as TokenAuthUser
     })
@@ -63,8 +62,7 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
       // Not ASCII: no secret (each is an RFC 6750 b64token) can be it.
       if (!sha256Ascii(token, d)) return null
     } else {
-      const digest = hash('sha256', token, 'buffer')
-      for (let w = 0; w < WORDS; w++) d[w] = digest.readInt32BE(w * 4)
+      nodeDigest(token, d, 0)
     }
     const w0 = d[0]; const w1 = d[1]; const w2 = d[2]; const w3 = d[3]
     const w4 = d[4]; const w5 = d[5]; const w6 = d[6]; const w7 = d[7]
@@ -77,4 +75,10 @@ export class SecretTokenAuthProvider implements TokenAuthProvider {
     }
     return found === -1 ? null : this.#users[found]
   }
+}
+
+/** node:crypto's SHA-256 of `token` into `out` from `at`, as 8 big-endian words (sha256Ascii's order). */
+function nodeDigest (token: string, out: Int32Array, at: number): void {
+  const digest = hash('sha256', token, 'buffer')
+  for (let w = 0; w < WORDS; w++) out[at + w] = digest.readInt32BE(w * 4)
 }
